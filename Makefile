@@ -1,0 +1,54 @@
+# Thrifty's developer commands. `make help` lists them.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+THRIFTY := $(VENV)/bin/thrifty
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test unit lint deps venv testbed-build up down status shell clean
+
+help: ## show this help
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+demo: venv testbed-build ## bring up the testbed and show its GPU nodes and Prometheus targets
+	$(THRIFTY) testbed up
+	@echo; echo "the testbed stays up: 'make shell' for kubectl inside it, 'make down' to stop it"
+
+test: deps venv testbed-build lint ## install everything, lint, then run every test inside a fresh network namespace
+	testbed/netns.sh $(VENV)/bin/pytest -ra
+
+unit: venv ## unit tests only (seconds, no cluster)
+	$(VENV)/bin/pytest -ra tests/unit
+
+lint: venv ## ruff, mypy --strict and the import-layer contract
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+deps: ## Debian packages the testbed needs (ip, unshare, nsenter)
+	@command -v ip >/dev/null && command -v unshare >/dev/null && command -v nsenter >/dev/null || \
+	  { apt-get update -q && apt-get install -y -q iproute2 util-linux; }
+	@command -v go >/dev/null || { echo "Go is required to build the testbed (testbed/build.sh)"; exit 1; }
+
+venv: $(VENV)/.installed ## the local virtualenv with the package and its dev tools
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+testbed-build: ## build (or find cached) etcd, kube-*, kwok and prometheus from testbed/gomod
+	testbed/build.sh
+
+up: venv testbed-build ## start the testbed in the background
+	$(THRIFTY) testbed up
+down: venv ## stop the testbed; leaves no process or state behind
+	$(THRIFTY) testbed down
+status: venv ## what runs where
+	$(THRIFTY) testbed status
+shell: venv ## a shell inside the testbed's namespace with KUBECONFIG set
+	$(THRIFTY) testbed shell
+
+clean: ## remove the virtualenv and caches in the repository (not the binary cache)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,35 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from thrifty.testbed.cluster import TESTBED_DIR
+from thrifty.testbed.nodes import desired_nodes, load_node_profile
+
+
+def test_default_profile_is_four_h100_nodes_and_two_l4_nodes() -> None:
+    nodes = desired_nodes(load_node_profile(TESTBED_DIR / "nodes.yaml"))
+    products = [n["metadata"]["labels"]["nvidia.com/gpu.product"] for n in nodes]
+    assert products == ["NVIDIA-H100-80GB-HBM3"] * 4 + ["NVIDIA-L4"] * 2
+    assert [n["status"]["capacity"]["nvidia.com/gpu"] for n in nodes] == ["8"] * 4 + ["1"] * 2
+    assert [n["metadata"]["name"] for n in nodes] == ["h100-0", "h100-1", "h100-2", "h100-3", "l4-0", "l4-1"]
+
+
+def test_nodes_carry_gpu_operator_labels_taint_and_kwok_annotation() -> None:
+    node = desired_nodes(load_node_profile(TESTBED_DIR / "nodes.yaml"))[0]
+    labels = node["metadata"]["labels"]
+    assert labels["nvidia.com/gpu.memory"] == "81559"
+    assert labels["nvidia.com/gpu.present"] == "true"
+    assert node["metadata"]["annotations"] == {"kwok.x-k8s.io/node": "fake"}
+    assert node["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    assert node["status"]["allocatable"] == node["status"]["capacity"]
+
+
+def test_bad_profile_names_the_field(tmp_path: Path) -> None:
+    profile = tmp_path / "nodes.yaml"
+    profile.write_text(
+        "pools:\n- name: h100\n  count: 0\n  cpu: '8'\n  memory: 1Gi\n  hourlyUSD: 1\n"
+        "  gpu: {product: X, family: y, count: 1, memoryMiB: 1}\n"
+    )
+    with pytest.raises(ValidationError, match=r"pools\.0\.count"):
+        load_node_profile(profile)
