@@ -13,8 +13,12 @@ source "$here/env.sh"
 bin_dir="$(testbed_bin_dir)"
 mkdir -p "$bin_dir"
 
-k8s_version="$(awk '$1=="k8s.io/kubernetes" {print $2}' "$here/gomod/kubernetes/go.mod" | head -1)"
+k8s_version="$(cd "$here/gomod/kubernetes" && go list -m -f '{{.Version}}' k8s.io/kubernetes)"
 k8s_minor="$(echo "$k8s_version" | cut -d. -f2)"
+if [[ ! "$k8s_version" =~ ^v1\.[0-9]+\.[0-9]+$ ]]; then
+  echo "cannot read the pinned k8s.io/kubernetes version (got '$k8s_version')" >&2
+  exit 1
+fi
 build_date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 k8s_ldflags=""
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -24,22 +28,25 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ldflags+=" -X $pkg.buildDate=$build_date"
 done
 
-# component  module-dir  package  extra-ldflags
+# component  module-dir  package  build-tags
 components=(
-  "etcd etcd go.etcd.io/etcd/server/v3"
-  "kube-apiserver kubernetes k8s.io/kubernetes/cmd/kube-apiserver"
-  "kube-controller-manager kubernetes k8s.io/kubernetes/cmd/kube-controller-manager"
-  "kube-scheduler kubernetes k8s.io/kubernetes/cmd/kube-scheduler"
-  "kubectl kubernetes k8s.io/kubernetes/cmd/kubectl"
-  "kwok kwok sigs.k8s.io/kwok/cmd/kwok"
-  "prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus"
+  "etcd etcd go.etcd.io/etcd/server/v3 -"
+  "kube-apiserver kubernetes k8s.io/kubernetes/cmd/kube-apiserver -"
+  "kube-controller-manager kubernetes k8s.io/kubernetes/cmd/kube-controller-manager -"
+  "kube-scheduler kubernetes k8s.io/kubernetes/cmd/kube-scheduler -"
+  "kubectl kubernetes k8s.io/kubernetes/cmd/kubectl -"
+  "kwok kwok sigs.k8s.io/kwok/cmd/kwok -"
+  # Only Kubernetes discovery: the other service-discovery plugins (cloud SDKs) would more than
+  # double the build time for nothing the testbed uses.
+  "prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus remove_all_sd,enable_kubernetes_sd"
 )
 only="${1:-}"
 
 total=${#components[@]}
 index=0
 for entry in "${components[@]}"; do
-  read -r name module package <<<"$entry"
+  read -r name module package tags <<<"$entry"
+  [ "$tags" = - ] && tags=""
   index=$((index + 1))
   if [ -n "$only" ] && [ "$only" != "$name" ]; then continue; fi
   if [ -x "$bin_dir/$name" ]; then
@@ -49,10 +56,10 @@ for entry in "${components[@]}"; do
   ldflags="-s -w"
   if [ "$module" = kubernetes ]; then ldflags+="$k8s_ldflags"; fi
   started=$(date +%s)
-  pkgs=$(cd "$here/gomod/$module" && go list -deps "$package" | wc -l)
+  pkgs=$(cd "$here/gomod/$module" && go list -tags "$tags" -deps "$package" | wc -l)
   echo "[$index/$total] $name: building $package ($pkgs packages)"
   # go build -v names each package as it compiles it: count them for progress.
-  (cd "$here/gomod/$module" && CGO_ENABLED=0 go build -v -trimpath -ldflags "$ldflags" \
+  (cd "$here/gomod/$module" && CGO_ENABLED=0 go build -v -trimpath -tags "$tags" -ldflags "$ldflags" \
       -o "$bin_dir/$name.partial" "$package" 2>&1) |
     awk -v name="$name" -v total="$pkgs" '
       /^[a-zA-Z0-9._\/-]+$/ { n++; if (n % 50 == 0) printf "  %s: %d/%d packages compiled\n", name, n, total; fflush(); next }

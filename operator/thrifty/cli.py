@@ -27,7 +27,7 @@ def _testbed_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     actions.add_parser("down", parents=[state], help="stop every testbed process and remove its state")
     actions.add_parser("status", parents=[state], help="what runs where, nodes and Prometheus targets")
     shell = actions.add_parser("shell", parents=[state], help="a shell (or COMMAND) inside the namespace")
-    shell.add_argument("command", nargs=argparse.REMAINDER)
+    shell.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND")
     serve = actions.add_parser("serve", parents=[state, nodes], help=argparse.SUPPRESS)
     serve.add_argument("--bin-dir", type=Path, required=True)
     describe = actions.add_parser("describe", help=argparse.SUPPRESS)
@@ -49,7 +49,7 @@ def _run_testbed(args: argparse.Namespace) -> int:
         case "status":
             return commands.status(args.state_dir)
         case "shell":
-            return commands.shell(args.state_dir, args.command)
+            return commands.shell(args.state_dir, args.argv)
         case "serve":
             commands.serve(args.state_dir, args.nodes, args.bin_dir)
         case "describe":
@@ -59,11 +59,44 @@ def _run_testbed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crds_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    crds = commands.add_parser("crds", help="write the CRD YAML generated from the API models")
+    crds.add_argument(
+        "--out", type=Path, default=Path("crds"), help="directory to write into (default: crds)"
+    )
+    crds.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 when a file in --out is missing or stale"
+    )
+
+
+def _run_crds(args: argparse.Namespace) -> int:
+    from thrifty.api import crd_files
+
+    stale = []
+    for name, text in crd_files().items():
+        path = args.out / name
+        if path.exists() and path.read_text() == text:
+            continue
+        stale.append(path)
+        if not args.check:
+            args.out.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path}")
+    if args.check and stale:
+        names = ", ".join(str(path) for path in stale)
+        print(f"thrifty: stale or missing: {names}; run `thrifty crds --out {args.out}`", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="thrifty", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _testbed_parser(commands)
+    _crds_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "crds":
+        return _run_crds(args)
     try:
         if args.command == "testbed":
             return _run_testbed(args)

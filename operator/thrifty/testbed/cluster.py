@@ -75,6 +75,8 @@ def binary_dir() -> Path:
 class Testbed:
     """The running control plane. ``start()`` returns once nodes are Ready; ``stop()`` ends it all."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     state_dir: Path
     bin_dir: Path
     node_profile: Path = TESTBED_DIR / "nodes.yaml"

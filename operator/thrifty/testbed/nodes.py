@@ -80,11 +80,6 @@ def desired_nodes(profile: NodeProfile) -> list[dict[str, Any]]:
                     "status": {
                         "capacity": resources,
                         "allocatable": resources,
-                        "nodeInfo": {
-                            "kubeletVersion": "fake",
-                            "architecture": "amd64",
-                            "operatingSystem": "linux",
-                        },
                     },
                 }
             )
