@@ -1,0 +1,142 @@
+"""`status`: what the operator observed and decided. Written only by the operator, through the status
+subresource; never read back as intent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from thrifty.api.base import StatusModel
+
+MAX_CONDITIONS = 8
+MAX_DECISIONS = 20
+CAMEL_CASE_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    """All desired replicas serve traffic."""
+    PROGRESSING = "Progressing"
+    """A rollout or scaling step is under way."""
+    DEGRADED = "Degraded"
+    """The spec cannot be carried out as written; the message names the field and the fix."""
+    METRICS_AVAILABLE = "MetricsAvailable"
+    """Fresh vLLM metrics were read; when False the control loop holds still."""
+
+
+class Condition(StatusModel):
+    """One aspect of the model's state, in the shape Kubernetes uses for conditions."""
+
+    type: Annotated[str, StringConstraints(pattern=CAMEL_CASE_PATTERN, max_length=64)]
+    """Ready, Progressing, Degraded or MetricsAvailable."""
+
+    status: Literal["True", "False", "Unknown"]
+    """Whether the condition holds."""
+
+    reason: Annotated[str, StringConstraints(pattern=CAMEL_CASE_PATTERN, max_length=128)]
+    """A one-word CamelCase cause, for machines. Example: `InvalidExtraArgs`."""
+
+    message: Annotated[str, StringConstraints(max_length=4096)] = ""
+    """For people: what is wrong, where (field path) and what would be right."""
+
+    last_transition_time: datetime
+    """When status last changed (RFC 3339)."""
+
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """The metadata.generation this condition was computed from."""
+
+
+class MaxNumSeqsStatus(StatusModel):
+    """The batch limit at its two levels."""
+
+    engine: Annotated[int, Field(ge=1)] | None = None
+    """The `--max-num-seqs` flag the running pods were started with."""
+
+    effective: Annotated[int, Field(ge=1)] | None = None
+    """The live cap Thrifty's router enforces per replica (at most `engine`); equals `engine`
+    when the model is not behind a Thrifty router."""
+
+
+class UtilizationStatus(StatusModel):
+    """Recent load, averaged over replicas and the control loop's window."""
+
+    batch: Annotated[float, Field(ge=0)] | None = None
+    """Running sequences / max_num_seqs (vLLM `vllm:num_requests_running`). 0.78 means 78%."""
+
+    kv_cache: Annotated[float, Field(ge=0)] | None = None
+    """Fraction of KV-cache blocks in use (vLLM `vllm:kv_cache_usage_perc`)."""
+
+    queue: Annotated[float, Field(ge=0)] | None = None
+    """Requests waiting per replica (vLLM `vllm:num_requests_waiting`)."""
+
+
+class ScalingDecision(StatusModel):
+    """One action of the control loop, kept so that people can see why it scaled."""
+
+    time: datetime
+    """When the decision was taken (RFC 3339)."""
+
+    action: Annotated[str, StringConstraints(pattern=CAMEL_CASE_PATTERN, max_length=64)]
+    """What changed, e.g. ScaleUp, ScaleDown, RaiseMaxNumSeqs, LowerMaxNumSeqs, RollMaxNumSeqs."""
+
+    from_: Annotated[int, Field(ge=0)] = Field(alias="from")
+    """Value before: replicas, or the batch limit."""
+
+    to: Annotated[int, Field(ge=0)]
+    """Value after."""
+
+    reason: Annotated[str, StringConstraints(max_length=1024)] = ""
+    """Why, with the figures that drove it. Example: `batch utilization 0.93 > 0.80 for 2m, TTFT p95 1.1s < 2s`."""
+
+
+class CostStatus(StatusModel):
+    """What serving this model costs, from spec.cost and the metrics."""
+
+    gpu_hours: Annotated[float, Field(ge=0)] | None = None
+    """GPU-hours used since the model was created."""
+
+    usd_per_1m_tokens: Annotated[float, Field(ge=0)] | None = Field(None, alias="usdPer1MTokens")
+    """US dollars per million generated tokens over the recent window."""
+
+
+class InferenceModelStatus(StatusModel):
+    """Observed state, written by the operator."""
+
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """The metadata.generation the operator last reconciled."""
+
+    conditions: Annotated[
+        tuple[Condition, ...],
+        Field(
+            max_length=MAX_CONDITIONS,
+            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        ),
+    ] = ()
+    """Ready, Progressing, Degraded and MetricsAvailable, one entry per type."""
+
+    replicas: Annotated[int, Field(ge=0)] | None = None
+    """Pods of the model's Deployment (the scale subresource reads it)."""
+
+    ready_replicas: Annotated[int, Field(ge=0)] | None = None
+    """Pods that pass their readiness probe."""
+
+    selector: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """Label selector of the pods, in string form (the scale subresource and HPA read it)."""
+
+    max_num_seqs: MaxNumSeqsStatus | None = None
+    """The batch limit: engine flag and effective cap."""
+
+    utilization: UtilizationStatus | None = None
+    """Recent load."""
+
+    decisions: Annotated[tuple[ScalingDecision, ...], Field(max_length=MAX_DECISIONS)] = ()
+    """Recent control-loop decisions, newest first, at most 20."""
+
+    cost: CostStatus | None = None
+    """Cost so far and per token."""
+
+    def condition(self, condition_type: ConditionType | str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == condition_type), None)
