@@ -1,0 +1,140 @@
+"""How long one engine step takes: the memory/compute roofline of DESIGN.md, per GPU.
+
+    t_step = c0 + max(memory, compute) + all_reduce + drafting
+
+    memory  = (W + sum(ctx) * k_kv) / (eta_bw * BW)
+    compute = (2 * P_body * tokens + 2 * P_head * sampled) / (eta_f * F_weights)
+              + 4 * layers * q_width * attention_pairs / (eta_f * F_bf16)
+
+W and P are per GPU under tensor parallelism (split across the group); F_weights is the fp8 peak
+for fp8/int8 weights and the bf16 peak otherwise. Two refinements over the one-line formula in
+DESIGN.md, both small at short context and both needed at long context:
+
+- The output head runs only for positions that sample a token (vLLM computes logits for the last
+  position of each request), not for every prefill token.
+- Attention FLOPs: each new token attends to every earlier token of its request (QK^T and AV,
+  2 FLOPs each per element), counted in `attention_pairs`. At 8k context on Llama-3.1-8B this is a
+  quarter of the matmul FLOPs, so leaving it out would make long prefills too fast.
+
+Tensor parallelism adds two all-reduces per layer (after attention and after the MLP) of the
+step's activations: a fixed latency each plus a ring's 2(tp-1)/tp of the bytes over the
+interconnect. Speculative decoding adds k draft passes per step while any request decodes, each
+reading the draft's weights (a draft model, or one layer plus the output head for EAGLE-style
+heads) with a quarter of c0 as its launch overhead; n-gram drafting is free.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from thrifty.twin.config import EngineConfig
+from thrifty.twin.sizing import target_weight_bytes_per_gpu
+
+_ACTIVATION_BYTES = 2
+_DRAFT_PASS_OVERHEAD_OF_C0 = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class StepCostModel:
+    """Seconds per unit of each roofline term, precomputed for one server configuration."""
+
+    c0_s: float
+    """Fixed seconds per step."""
+    weight_read_s: float
+    """Seconds to stream one GPU's target weights once."""
+    kv_read_s_per_token: float
+    """Seconds to stream one token of context's KV on one GPU."""
+    linear_s_per_token: float
+    """Matmul seconds per computed token through the decoder layers."""
+    head_s_per_sample: float
+    """Matmul seconds per position whose logits are computed."""
+    attention_s_per_pair: float
+    """Attention seconds per (new token, context token) pair."""
+    allreduce_fixed_s: float
+    """All-reduce latency per step (zero without tensor parallelism)."""
+    allreduce_s_per_token: float
+    """All-reduce transfer seconds per computed token."""
+    draft_fixed_s: float
+    """Drafting seconds per step in which some request decodes (all k passes)."""
+    draft_s_per_context_token: float
+    """Drafting seconds per context token of the batch (the draft model's own KV reads)."""
+
+    def step_seconds(
+        self,
+        *,
+        tokens: int,
+        sampled: int,
+        context_tokens: int,
+        attention_pairs: int,
+        decoding: int = 0,
+    ) -> float:
+        """Duration of one step that computes `tokens` tokens.
+
+        `sampled`: positions that produce logits; `context_tokens`: KV tokens read (every scheduled
+        request's context including its new tokens); `attention_pairs`: sum over new tokens of the
+        context each attends to; `decoding`: requests in their decode phase (for drafting).
+        """
+        memory = self.weight_read_s + self.kv_read_s_per_token * context_tokens
+        compute = (
+            self.linear_s_per_token * tokens
+            + self.head_s_per_sample * sampled
+            + self.attention_s_per_pair * attention_pairs
+        )
+        seconds = self.c0_s + (memory if memory > compute else compute)
+        seconds += self.allreduce_fixed_s + self.allreduce_s_per_token * tokens
+        if decoding:
+            seconds += self.draft_fixed_s + self.draft_s_per_context_token * context_tokens
+        return seconds
+
+
+def _target_kv_bytes_per_token_per_gpu(config: EngineConfig) -> float:
+    arch = config.architecture
+    heads = math.ceil(arch.num_kv_heads / config.tensor_parallel_size)
+    return 2 * arch.num_layers * heads * arch.head_dim * config.kv_bytes_per_element
+
+
+def step_cost_model(config: EngineConfig) -> StepCostModel:
+    """The roofline coefficients of one server configuration."""
+    gpu = config.gpu
+    arch = config.architecture
+    tp = config.tensor_parallel_size
+    bandwidth = gpu.eta_bw * gpu.bandwidth_bytes_per_s
+    bf16 = gpu.eta_f * gpu.flops_bf16
+    weights_flops = gpu.eta_f * (gpu.flops_fp8 if config.weight_format.uses_fp8_flops else gpu.flops_bf16)
+    q_width = arch.num_attention_heads * arch.head_dim
+
+    allreduce_fixed = allreduce_per_token = 0.0
+    if tp > 1:
+        reductions = 2 * arch.num_layers
+        allreduce_fixed = reductions * gpu.allreduce_latency_s
+        ring_bytes = 2 * (tp - 1) / tp * arch.hidden_size * _ACTIVATION_BYTES
+        allreduce_per_token = reductions * ring_bytes / gpu.interconnect_bytes_per_s
+
+    draft_fixed = draft_per_context = 0.0
+    spec = config.speculative
+    if spec is not None and (spec.draft is not None or spec.uses_draft_head):
+        if spec.draft is not None:
+            draft = spec.draft
+            pass_bytes = (draft.body_params + draft.head_params + draft.embedding_params) * 2 / tp
+            kv_per_token = 2 * draft.num_layers * math.ceil(draft.num_kv_heads / tp) * draft.head_dim
+        else:
+            pass_bytes = (arch.params_per_layer + 2 * arch.hidden_size**2 + arch.head_params) * 2 / tp
+            kv_per_token = 2 * math.ceil(arch.num_kv_heads / tp) * arch.head_dim
+        kv_bytes = kv_per_token * config.kv_bytes_per_element
+        passes = spec.num_speculative_tokens
+        draft_fixed = passes * (_DRAFT_PASS_OVERHEAD_OF_C0 * gpu.c0_s + pass_bytes / bandwidth)
+        draft_per_context = passes * kv_bytes / bandwidth
+
+    return StepCostModel(
+        c0_s=gpu.c0_s,
+        weight_read_s=target_weight_bytes_per_gpu(config) / bandwidth,
+        kv_read_s_per_token=_target_kv_bytes_per_token_per_gpu(config) / bandwidth,
+        linear_s_per_token=2 * arch.body_params / tp / weights_flops,
+        head_s_per_sample=2 * arch.head_params / tp / bf16,
+        attention_s_per_pair=4 * arch.num_layers * q_width / tp / bf16,
+        allreduce_fixed_s=allreduce_fixed,
+        allreduce_s_per_token=allreduce_per_token,
+        draft_fixed_s=draft_fixed,
+        draft_s_per_context_token=draft_per_context,
+    )
