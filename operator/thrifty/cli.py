@@ -59,6 +59,35 @@ def _run_testbed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    operator = commands.add_parser("operator", help="run the operator against the current kubeconfig")
+    operator.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable; default: all)",
+    )
+    operator.add_argument("--verbose", action="store_true", help="log every handler run")
+    operator.add_argument(
+        "--liveness", default=None, help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
+
+
+def _run_operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    import thrifty.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=args.verbose)
+    kopf.run(
+        standalone=True,  # one replica (Recreate strategy): no peering objects needed
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
 def _crds_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     crds = commands.add_parser("crds", help="write the CRD YAML generated from the API models")
     crds.add_argument(
@@ -92,11 +121,14 @@ def _run_crds(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="thrifty", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    _operator_parser(commands)
     _testbed_parser(commands)
     _crds_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "crds":
         return _run_crds(args)
+    if args.command == "operator":
+        return _run_operator(args)
     try:
         if args.command == "testbed":
             return _run_testbed(args)

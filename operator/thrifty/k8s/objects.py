@@ -99,7 +99,11 @@ def list_objects(
 ) -> list[dict[str, Any]]:
     query = [("labelSelector", label_selector)] if label_selector else []
     result = _call(api, "GET", object_path(api_version, kind, namespace=namespace), query=query)
-    return cast(list[dict[str, Any]], result.get("items", []))
+    items = cast(list[dict[str, Any]], result.get("items", []))
+    for item in items:  # list items come without their type; callers pass them on as whole objects
+        item.setdefault("apiVersion", api_version)
+        item.setdefault("kind", kind)
+    return items
 
 
 def patch_status(api: client.ApiClient, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,37 @@
+"""Helpers shared by integration and e2e tests (importable as `support`: see pythonpath in pyproject)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from thrifty.testbed.cluster import Testbed
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], *, timeout: float = 30, what: str, interval: float = 0.2) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def kubectl(testbed: Testbed, *args: str, stdin: str | None = None, check: bool = True) -> str:
+    """Run the testbed's own kubectl (built with the control plane) against it."""
+    result = subprocess.run(
+        [str(testbed.bin_dir / "kubectl"), f"--kubeconfig={testbed.kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+    return result.stdout + (result.stderr if not check else "")
