@@ -121,7 +121,8 @@ def test_example_gets_children_fast_lands_on_its_gpus_and_turns_ready(
     header, row = table.strip().splitlines()
     assert header.split() == ["NAME", "READY", "REPLICAS", "MAXNUMSEQS", "MODEL", "AGE"]
     cells = row.split()
-    assert cells[0] == name and cells[1] == "True"
+    assert cells[0] == name
+    assert cells[1] == "True"
     assert cells[3] == str(
         body["spec"].get("batching", {}).get("maxNumSeqs", model["status"]["maxNumSeqs"]["engine"])
     )
@@ -213,7 +214,8 @@ def test_unknown_extra_arg_degrades_and_leaves_the_running_deployment_untouched(
 
     found = eventually(degraded, what="Degraded=True")
     assert found["reason"] == "InvalidEngineArgs"
-    assert "--enable-turbo-mode" in found["message"] and "spec.engine.extraArgs" in found["message"]
+    assert "--enable-turbo-mode" in found["message"]
+    assert "spec.engine.extraArgs" in found["message"]
     time.sleep(3)
     assert apps.read_namespaced_deployment(name, namespace).metadata.resource_version == deployment_before
     events = client.CoreV1Api(api_client).list_namespaced_event(
@@ -258,7 +260,8 @@ def test_gpu_product_no_node_offers_degrades_without_touching_the_deployment(
         return found if found and found["reason"] == "NoMatchingNodes" else None
 
     found = eventually(degraded, what="Degraded=True NoMatchingNodes")
-    assert "NVIDIA-B200" in found["message"] and "NVIDIA-L4" in found["message"]
+    assert "NVIDIA-B200" in found["message"]
+    assert "NVIDIA-L4" in found["message"]
     assert apps.read_namespaced_deployment(name, namespace).metadata.resource_version == deployment_before
 
 

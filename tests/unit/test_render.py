@@ -104,7 +104,8 @@ def test_pod_runs_restricted_with_health_probes_and_scrape_annotations() -> None
 def test_children_are_owned_by_the_model_for_garbage_collection() -> None:
     for child in desired_children(example("qwen2.5-1.5b-ngram-l4.yaml")):
         (owner,) = child["metadata"]["ownerReferences"]
-        assert owner["kind"] == "InferenceModel" and owner["controller"] is True
+        assert owner["kind"] == "InferenceModel"
+        assert owner["controller"] is True
 
 
 def test_unknown_extra_arg_is_refused_with_the_flag_named() -> None:
