@@ -20,6 +20,11 @@ from thrifty.testbed.cluster import Testbed, binary_dir
 from thrifty.testbed.processes import TestbedError
 
 
+# Every twin on the test testbed "loads its model" in this long: long enough to see a pod wait
+# for it, short enough for a fast suite.
+TWIN_LOAD_SECONDS = 2.0
+
+
 @pytest.fixture(scope="session")
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     """The control plane, up once for the whole session and torn down at its end.
@@ -27,7 +32,11 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     Fails (never skips) outside the namespace that `make test` creates, so a run that cannot
     reach a real apiserver is never mistaken for a passing one.
     """
-    bed = Testbed(state_dir=tmp_path_factory.mktemp("testbed"), bin_dir=binary_dir())
+    bed = Testbed(
+        state_dir=tmp_path_factory.mktemp("testbed"),
+        bin_dir=binary_dir(),
+        twin_load_seconds=TWIN_LOAD_SECONDS,
+    )
     try:
         bed.start()
     except TestbedError as error:

@@ -22,6 +22,12 @@ def _testbed_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     nodes = argparse.ArgumentParser(add_help=False)
     nodes.add_argument("--nodes", type=Path, default=TESTBED_DIR / "nodes.yaml", help="node-profile YAML")
+    nodes.add_argument(
+        "--twin-load-seconds",
+        type=float,
+        default=None,
+        help="simulated model load time of every vLLM twin (default: modelled from the weights' size)",
+    )
     actions.add_parser("build", help="build the control-plane binaries into the cache (no-op when cached)")
     actions.add_parser("up", parents=[state, nodes], help="start the testbed in a new network namespace")
     actions.add_parser("down", parents=[state], help="stop every testbed process and remove its state")
@@ -42,7 +48,7 @@ def _run_testbed(args: argparse.Namespace) -> int:
         case "build":
             commands.build()
         case "up":
-            commands.up(args.state_dir, args.nodes)
+            commands.up(args.state_dir, args.nodes, twin_load_seconds=args.twin_load_seconds)
             return commands.status(args.state_dir)
         case "down":
             commands.down(args.state_dir)
@@ -51,7 +57,7 @@ def _run_testbed(args: argparse.Namespace) -> int:
         case "shell":
             return commands.shell(args.state_dir, args.argv)
         case "serve":
-            commands.serve(args.state_dir, args.nodes, args.bin_dir)
+            commands.serve(args.state_dir, args.nodes, args.bin_dir, twin_load_seconds=args.twin_load_seconds)
         case "describe":
             from thrifty.testbed.describe import describe
 

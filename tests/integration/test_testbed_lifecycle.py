@@ -33,6 +33,7 @@ def test_up_reports_nodes_and_down_leaves_no_process_or_state(tmp_path: Path) ->
         "kube-scheduler",
         "kwok",
         "prometheus",
+        "twins",
     }
     assert all(pid_alive(pid) for pid in pids.values())
     # `up` ends by describing the testbed: every simulated GPU node is listed Ready.

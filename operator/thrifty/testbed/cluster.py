@@ -12,6 +12,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -81,6 +82,9 @@ class Testbed:
     bin_dir: Path
     node_profile: Path = TESTBED_DIR / "nodes.yaml"
     network: Network = field(default_factory=Network)
+    # Simulated model load time of every twin; None models it from the weights' size (~30 s for
+    # an 8B model), which is faithful but slow for tests.
+    twin_load_seconds: float | None = None
     components: list[Component] = field(default_factory=list)
 
     @property
@@ -131,7 +135,10 @@ class Testbed:
         return str(path)
 
     def _start(self, name: str, argv: list[str]) -> Component:
-        component = start_process(name, [self._binary(name), *argv], self.state_dir / "logs")
+        return self._start_command(name, [self._binary(name), *argv])
+
+    def _start_command(self, name: str, argv: list[str]) -> Component:
+        component = start_process(name, argv, self.state_dir / "logs")
         self.components.append(component)
         return component
 
@@ -246,6 +253,10 @@ class Testbed:
         )
         wait_until(kwok, lambda: _http_ok(f"http://127.0.0.1:{net.kwok_port}/healthz"), what="kwok healthy")
         wait_until(prometheus, lambda: _http_ok(f"{net.prometheus_url}/-/ready"), what="prometheus ready")
+        twins = [sys.executable, "-m", "thrifty.testbed.twins", f"--kubeconfig={self.kubeconfig}"]
+        if self.twin_load_seconds is not None:
+            twins.append(f"--load-seconds={self.twin_load_seconds}")
+        self._start_command("twins", twins)
 
     def _write_kubeconfig(self, pki: Pki) -> None:
         config: dict[str, Any] = {

@@ -39,7 +39,9 @@ def build() -> Path:
     return binary_dir()
 
 
-def up(state_dir: Path, node_profile: Path, *, timeout: float = 180) -> dict[str, Any]:
+def up(
+    state_dir: Path, node_profile: Path, *, twin_load_seconds: float | None = None, timeout: float = 180
+) -> dict[str, Any]:
     state = read_state(state_dir)
     if state and pid_alive(state["namespace_pid"]):
         print(f"testbed already up (pid {state['namespace_pid']}); `thrifty testbed down` first")
@@ -55,6 +57,7 @@ def up(state_dir: Path, node_profile: Path, *, timeout: float = 180) -> dict[str
                 str(TESTBED_DIR / "netns.sh"),
                 sys.executable, "-m", "thrifty", "testbed", "serve",
                 "--state-dir", str(state_dir), "--nodes", str(node_profile), "--bin-dir", str(bin_dir),
+                *(["--twin-load-seconds", str(twin_load_seconds)] if twin_load_seconds is not None else []),
             ],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
@@ -73,9 +76,11 @@ def up(state_dir: Path, node_profile: Path, *, timeout: float = 180) -> dict[str
     raise TestbedError(f"the testbed did not come up within {timeout:.0f}s; see {state_dir}/serve.log")
 
 
-def serve(state_dir: Path, node_profile: Path, bin_dir: Path) -> None:
+def serve(state_dir: Path, node_profile: Path, bin_dir: Path, *, twin_load_seconds: float | None) -> None:
     """Run inside the namespace: start everything, then hold until SIGTERM/SIGINT, then stop."""
-    testbed = Testbed(state_dir=state_dir, bin_dir=bin_dir, node_profile=node_profile)
+    testbed = Testbed(
+        state_dir=state_dir, bin_dir=bin_dir, node_profile=node_profile, twin_load_seconds=twin_load_seconds
+    )
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
