@@ -19,7 +19,6 @@ from support import eventually, kubectl
 from thrifty.testbed.cluster import Testbed, binary_dir
 from thrifty.testbed.processes import TestbedError
 
-
 # Every twin on the test testbed "loads its model" in this long: long enough to see a pod wait
 # for it, short enough for a fast suite.
 TWIN_LOAD_SECONDS = 2.0
