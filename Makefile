@@ -6,7 +6,7 @@ THRIFTY := $(VENV)/bin/thrifty
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test unit lint deps venv testbed-build up down status shell clean
+.PHONY: help demo test unit lint deps venv testbed-build up down status shell clean bench-twin
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ status: venv ## what runs where
 	$(THRIFTY) testbed status
 shell: venv ## a shell inside the testbed's namespace with KUBECONFIG set
 	$(THRIFTY) testbed shell
+
+bench-twin: venv ## twin step-time fidelity (vs H100 and published figures) and an hour of trace replayed on 4 twins
+	$(PY) bench/twin/bench.py
 
 clean: ## remove the virtualenv and caches in the repository (not the binary cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -12,8 +12,10 @@ One JSON file per GPU product (the value of the `nvidia.com/gpu.product` node la
      "eta_f": 0.7,                          # achieved fraction of the FLOPs
      "source": "where every figure came from"}
 
-Optional keys: `interconnect_bytes_per_s` and `allreduce_latency_s` (tensor parallelism), and any
-other keys a measurement wants to keep beside the fit (raw points, fit residuals): they are ignored.
+Optional keys: `matmul_norm_exponent` (how the weight matmuls blend their memory and compute
+times, step_cost.py; default 3, the H100 fit), `interconnect_bytes_per_s` and `allreduce_latency_s`
+(tensor parallelism), and any other keys a measurement wants to keep beside the fit (raw points,
+fit residuals): they are ignored.
 """
 
 from __future__ import annotations
@@ -44,6 +46,16 @@ class GpuCalibration(BaseModel):
     eta_f: float = Field(gt=0, le=1, description="Achieved fraction of the peak FLOPs.")
     source: str = Field(
         min_length=1, description="Where each figure came from (datasheet, measurement, fit)."
+    )
+    matmul_norm_exponent: float = Field(
+        default=3.0,
+        ge=1,
+        le=16,
+        description=(
+            "p of the p-norm (weight read**p + matmul FLOP time**p)**(1/p) that prices the weight "
+            "matmuls near the ridge, where they reach neither roof at once; 1 adds the two times, "
+            "a large p tends to their max. The default is the H100 fit (bench/twin/fit.py)."
+        ),
     )
     interconnect_bytes_per_s: float = Field(
         default=450e9,
