@@ -1,12 +1,13 @@
 # Thrifty's developer commands. `make help` lists them.
 SHELL := /bin/bash
 VENV := .venv
+VENV_VLLM := .venv-vllm
 PY := $(VENV)/bin/python
 THRIFTY := $(VENV)/bin/thrifty
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test unit lint deps venv testbed-build up down status shell clean bench-twin
+.PHONY: help demo test unit lint deps venv vllm-venv vllm-spec testbed-build up down status shell clean bench-twin
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -15,15 +16,15 @@ demo: venv testbed-build ## bring up the testbed and show its GPU nodes and Prom
 	$(THRIFTY) testbed up
 	@echo; echo "the testbed stays up: 'make shell' for kubectl inside it, 'make down' to stop it"
 
-test: deps venv testbed-build lint ## install everything, lint, then run every test inside a fresh network namespace
+test: deps venv vllm-venv testbed-build lint ## install everything, lint, then run every test inside a fresh network namespace
 	testbed/netns.sh $(VENV)/bin/pytest -ra
 
 unit: venv ## unit tests only (seconds, no cluster)
 	$(VENV)/bin/pytest -ra tests/unit
 
 lint: venv ## ruff, mypy --strict and the import-layer contract
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/ruff check operator tests tools bench
+	$(VENV)/bin/ruff format --check operator tests tools bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
@@ -37,6 +38,17 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
+
+vllm-venv: $(VENV_VLLM)/.installed ## vLLM's own CPU-only virtualenv: flag-spec generator and conformance tests
+$(VENV_VLLM)/.installed: tools/vllm/requirements.txt
+	rm -rf $(VENV_VLLM)
+	python3 -m venv $(VENV_VLLM)
+	$(VENV_VLLM)/bin/pip install -q --no-deps -r tools/vllm/requirements.txt
+	$(VENV_VLLM)/bin/python tools/vllm/check_args.py <<< '[["some-model", "--max-num-seqs", "8"]]' >/dev/null
+	touch $@
+
+vllm-spec: vllm-venv ## regenerate operator/thrifty/vllm_args/spec.json from the pinned vLLM's parser
+	$(VENV_VLLM)/bin/python tools/vllm/generate_spec.py operator/thrifty/vllm_args/spec.json
 
 testbed-build: ## build (or find cached) etcd, kube-*, kwok and prometheus from testbed/gomod
 	testbed/build.sh
@@ -54,4 +66,4 @@ bench-twin: venv ## twin step-time fidelity (vs H100 and published figures) and 
 	$(PY) bench/twin/bench.py
 
 clean: ## remove the virtualenv and caches in the repository (not the binary cache)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_VLLM) .pytest_cache .mypy_cache .ruff_cache
