@@ -127,5 +127,10 @@ def test_model_pods_are_twins_that_load_then_serve_stream_and_get_scraped(
         return value if value >= 12 else None
 
     assert eventually(scraped_tokens, timeout=30, what="Prometheus to scrape the generated tokens") >= 12
-    running = prometheus_query(testbed, f'vllm:num_requests_running{{namespace="{namespace}"}}')
-    assert {r["metric"]["pod"] for r in running} == {p.metadata.name for p in pods}
+
+    def scraped_pods() -> set[str] | None:
+        running = prometheus_query(testbed, f'vllm:num_requests_running{{namespace="{namespace}"}}')
+        found = {r["metric"]["pod"] for r in running}
+        return found if found == {p.metadata.name for p in pods} else None
+
+    eventually(scraped_pods, timeout=30, what="every pod's vLLM metrics in Prometheus")
