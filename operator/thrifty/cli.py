@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from thrifty.testbed.processes import TestbedError
+from thrifty.twin import cli as twin_cli
 
 
 def _testbed_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="thrifty", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _operator_parser(commands)
+    twin_cli.add_parser(commands)
     _testbed_parser(commands)
     _crds_parser(commands)
     args = parser.parse_args(argv)
@@ -135,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_crds(args)
     if args.command == "operator":
         return _run_operator(args)
+    if args.command == "twin":
+        return twin_cli.run(args)
     try:
         if args.command == "testbed":
             return _run_testbed(args)
