@@ -39,6 +39,9 @@ components=(
   # Only Kubernetes discovery: the other service-discovery plugins (cloud SDKs) would more than
   # double the build time for nothing the testbed uses.
   "prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus remove_all_sd,enable_kubernetes_sd"
+  # Tools for the Helm chart's checks: helm lint/template/install, and schema validation.
+  "helm helm helm.sh/helm/v3/cmd/helm -"
+  "kubeconform kubeconform github.com/yannh/kubeconform/cmd/kubeconform -"
 )
 only="${1:-}"
 
