@@ -76,6 +76,9 @@ def _operator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     operator.add_argument("--verbose", action="store_true", help="log every handler run")
     operator.add_argument(
+        "--metrics-port", type=int, default=None, help="serve the operator's Prometheus metrics on this port"
+    )
+    operator.add_argument(
         "--liveness", default=None, help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
     )
 
@@ -86,6 +89,10 @@ def _run_operator(args: argparse.Namespace) -> int:
     import thrifty.handlers  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=args.verbose)
+    if args.metrics_port is not None:
+        import prometheus_client
+
+        prometheus_client.start_http_server(args.metrics_port)
     kopf.run(
         standalone=True,  # one replica (Recreate strategy): no peering objects needed
         clusterwide=not args.namespace,

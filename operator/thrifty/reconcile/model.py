@@ -20,6 +20,7 @@ from thrifty.api import API_VERSION, GPU_PRODUCT_LABEL, KIND, InferenceModel, de
 from thrifty.k8s import objects
 from thrifty.k8s.events import record_event
 from thrifty.reconcile.status import Problem, condition_transitions, model_status
+from thrifty.reconcile.telemetry import RECONCILES
 from thrifty.render import desired_children, model_selector
 from thrifty.vllm_args import InvalidEngineArgs
 
@@ -91,7 +92,9 @@ def _reconcile(api: client.ApiClient, body: dict[str, Any]) -> dict[str, Any]:
             applied = objects.server_side_apply(api, child)
             if child["kind"] == "Deployment":
                 deployment = applied
+        RECONCILES.labels(kind=KIND, result="applied").inc()
     else:
+        RECONCILES.labels(kind=KIND, result="degraded").inc()
         log.warning(
             "%s/%s is degraded (%s); its running children are left as they are",
             namespace,
