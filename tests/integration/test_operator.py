@@ -299,12 +299,12 @@ def test_operator_restart_changes_nothing_and_picks_up_edits_made_while_down(
     finally:
         stop_operator(second)
 
-    patch = {"spec": {"batching": {"maxNumSeqs": 128}}}
+    patch = {"spec": {"batching": {"maxNumBatchedTokens": 12288}}}
     kubectl(testbed, "patch", "im", "restart-me", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
     third = start_operator(testbed, tmp_path / "third.log", namespaces=namespace, port=18081)
     try:
         eventually(
-            lambda: "128" in engine_args_of(apps, namespace, "restart-me"),
+            lambda: "12288" in engine_args_of(apps, namespace, "restart-me"),
             what="the edit made while the operator was down",
         )
     finally:

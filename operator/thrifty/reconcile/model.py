@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from thrifty.api import API_VERSION, GPU_PRODUCT_LABEL, KIND, InferenceModel, describe_validation_error
 from thrifty.k8s import objects
 from thrifty.k8s.events import record_event
-from thrifty.reconcile.status import Problem, condition_transitions, model_status
+from thrifty.reconcile.status import Problem, condition_transitions, engine_max_num_seqs, model_status
 from thrifty.reconcile.telemetry import RECONCILES
 from thrifty.render import desired_children, model_selector
 from thrifty.vllm_args import InvalidEngineArgs
@@ -47,6 +47,17 @@ def _current_replicas(model: InferenceModel, deployment: dict[str, Any] | None) 
     if running is None:
         return scaling.replicas.min
     return max(scaling.replicas.min, min(scaling.replicas.max, int(running)))
+
+
+def _current_max_num_seqs(model: InferenceModel, deployment: dict[str, Any] | None) -> int | None:
+    """With tuneMaxNumSeqs on, the control loop owns the engine flag and spec.batching.maxNumSeqs is
+    only its starting value: keep what the Deployment runs, within the tuning range."""
+    scaling = model.spec.scaling
+    tune = scaling.tune_max_num_seqs if scaling is not None and scaling.enabled else None
+    running = engine_max_num_seqs(deployment)
+    if tune is None or not tune.enabled or running is None:
+        return None
+    return max(tune.min, min(tune.max, running))
 
 
 def _missing_gpu_product(api: client.ApiClient, model: InferenceModel) -> Problem | None:
@@ -80,6 +91,7 @@ def _reconcile(api: client.ApiClient, body: dict[str, Any]) -> dict[str, Any]:
         children = desired_children(
             model,
             replicas=_current_replicas(model, deployment),
+            max_num_seqs=_current_max_num_seqs(model, deployment),
         )
         problem = _missing_gpu_product(api, model)
     except ValidationError as error:
@@ -92,7 +104,7 @@ def _reconcile(api: client.ApiClient, body: dict[str, Any]) -> dict[str, Any]:
             applied = objects.server_side_apply(api, child)
             if child["kind"] == "Deployment":
                 deployment = applied
-        RECONCILES.labels(kind=KIND, result="applied").inc()
+        RECONCILES.labels(kind=KIND, result="success").inc()
     else:
         RECONCILES.labels(kind=KIND, result="degraded").inc()
         log.warning(

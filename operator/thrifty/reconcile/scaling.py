@@ -1,0 +1,207 @@
+"""The live control loop's step for one InferenceModel: read, decide, apply, report.
+
+The decision itself is the pure `thrifty.control.decide`; this module only gathers its inputs
+(the Deployment, the ready pods, the status history, a metrics window) and carries the decision
+out: replicas and the engine flag through the Deployment (server-side apply, a surge rollout for a
+flag change), the effective cap and the history into status, an Event per change. It never
+writes the InferenceModel's spec. Everything the policy needs is rebuilt from the cluster each
+step, so an operator restart changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+from pydantic import ValidationError
+
+from thrifty.api import ConditionType, InferenceModel
+from thrifty.api.status import MAX_DECISIONS, ScalingDecision
+from thrifty.control import Decision, MetricsWindow, ScalingState, decide, last_actions, policy_from_spec
+from thrifty.k8s import objects
+from thrifty.k8s.events import record_event
+from thrifty.reconcile.status import engine_max_num_seqs, timestamp
+from thrifty.reconcile.telemetry import DECISIONS, EFFECTIVE_CAP, ENGINE_MAX_NUM_SEQS, GPU_HOURS, REPLICAS
+from thrifty.render import desired_deployment, model_selector
+
+log = logging.getLogger(__name__)
+
+# (model, ready pod names, now as epoch seconds) -> the model's metrics window.
+WindowReader = Callable[[InferenceModel, list[str], float], MetricsWindow]
+
+
+def _ready_pods(api: client.ApiClient, model: InferenceModel) -> list[str]:
+    selector = ",".join(f"{k}={v}" for k, v in model_selector(model).items())
+    pods = objects.list_objects(api, "v1", "Pod", namespace=model.namespace, label_selector=selector)
+    ready = []
+    for pod in pods:
+        conditions = pod.get("status", {}).get("conditions", [])
+        if not pod["metadata"].get("deletionTimestamp") and any(
+            c["type"] == "Ready" and c["status"] == "True" for c in conditions
+        ):
+            ready.append(pod["metadata"]["name"])
+    return sorted(ready)
+
+
+def _rollout_in_progress(deployment: dict[str, Any]) -> bool:
+    spec, status = deployment.get("spec", {}), deployment.get("status", {})
+    desired = int(spec.get("replicas", 0) or 0)
+    return bool(
+        status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0)
+        or int(status.get("updatedReplicas", 0) or 0) < desired
+        or int(status.get("replicas", 0) or 0) > desired
+    )
+
+
+def scaling_state(body: dict[str, Any], deployment: dict[str, Any], ready_pods: list[str]) -> ScalingState:
+    """The policy's view of the present, rebuilt from the Deployment and the status history."""
+    status = body.get("status") or {}
+    engine = engine_max_num_seqs(deployment) or 1
+    effective = (status.get("maxNumSeqs") or {}).get("effective") or engine
+    history = [ScalingDecision.model_validate(d) for d in status.get("decisions") or []]
+    last = last_actions(history)
+    return ScalingState(
+        replicas=int(deployment["spec"].get("replicas", 0) or 0),
+        ready_replicas=len(ready_pods),
+        engine_max_num_seqs=engine,
+        effective_cap=min(int(effective), engine),
+        last_scale_up=last.scale_up,
+        last_scale_down=last.scale_down,
+        last_rollout=last.rollout,
+        last_cap_change=last.cap_change,
+        rollout_in_progress=_rollout_in_progress(deployment),
+    )
+
+
+def _utilization(window: MetricsWindow, cap: int) -> dict[str, float]:
+    latest = list(window.latest_by_pod().values())
+    if not latest:
+        return {}
+    count = len(latest)
+    return {
+        "batch": round(sum(s.running for s in latest) / count / max(cap, 1), 3),
+        "kvCache": round(sum(s.kv_cache_usage for s in latest) / count, 3),
+        "queue": round(sum(s.waiting for s in latest) / count, 2),
+    }
+
+
+def _metrics_condition(
+    previous: dict[str, Any] | None, decision: Decision, now: datetime.datetime
+) -> dict[str, Any]:
+    # The message stays stable while the cause does (figures go to the decision history), so a
+    # model whose metrics stay missing is not rewritten every period.
+    status = "True" if decision.metrics_available else "False"
+    reason = "Fresh" if decision.metrics_available else "MissingOrStale"
+    message = (
+        "fresh vLLM metrics from every ready replica"
+        if decision.metrics_available
+        else "vLLM metrics missing, stale or failing: the control loop holds replicas and caps as they are"
+    )
+    changed = previous is None or previous.get("status") != status
+    return {
+        "type": ConditionType.METRICS_AVAILABLE.value,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": timestamp(now) if changed else previous["lastTransitionTime"],  # type: ignore[index]
+    }
+
+
+def control_step(
+    api: client.ApiClient,
+    read_window: WindowReader,
+    body: dict[str, Any],
+    *,
+    now: datetime.datetime,
+    behind_router: bool = False,
+    sample_interval_s: float = 15.0,
+) -> Decision | None:
+    """One step for one model; None when the model has no scaling or nothing to scale yet."""
+    try:
+        model = InferenceModel.model_validate(body)
+    except ValidationError:
+        return None  # the reconcile reports it as Degraded
+    scaling = model.spec.scaling
+    if scaling is None or not scaling.enabled:
+        return None
+    deployment = objects.read(api, "apps/v1", "Deployment", model.name, namespace=model.namespace)
+    if deployment is None:
+        return None
+    ready = _ready_pods(api, model)
+    state = scaling_state(body, deployment, ready)
+    policy = policy_from_spec(
+        scaling,
+        engine_max_num_seqs=model.spec.batching.max_num_seqs,
+        behind_router=behind_router,
+        sample_interval_s=sample_interval_s,
+    )
+    epoch = now.timestamp()
+    window = read_window(model, ready, epoch)
+    decision = decide(window, state, policy, epoch)
+
+    if decision.replicas != state.replicas or decision.engine_max_num_seqs != state.engine_max_num_seqs:
+        objects.server_side_apply(
+            api,
+            desired_deployment(model, replicas=decision.replicas, max_num_seqs=decision.engine_max_num_seqs),
+        )
+    _report(api, body, model, decision, window, now=now)
+    return decision
+
+
+def _report(
+    api: client.ApiClient,
+    body: dict[str, Any],
+    model: InferenceModel,
+    decision: Decision,
+    window: MetricsWindow,
+    *,
+    now: datetime.datetime,
+) -> None:
+    before = body.get("status") or {}
+    status = dict(before)
+    status["maxNumSeqs"] = {"engine": decision.engine_max_num_seqs, "effective": decision.effective_cap}
+    utilization = _utilization(window, decision.engine_max_num_seqs)
+    if utilization:
+        status["utilization"] = utilization
+    new_entries = [
+        {
+            "time": timestamp(now),
+            "action": c.action.value,
+            "from": c.before,
+            "to": c.after,
+            "reason": c.reason[:1024],
+        }
+        for c in decision.changes
+    ]
+    if new_entries:
+        status["decisions"] = (new_entries + list(before.get("decisions") or []))[:MAX_DECISIONS]
+    conditions = [
+        c for c in before.get("conditions") or [] if c.get("type") != ConditionType.METRICS_AVAILABLE.value
+    ]
+    previous = next(
+        (c for c in before.get("conditions") or [] if c.get("type") == ConditionType.METRICS_AVAILABLE.value),
+        None,
+    )
+    conditions.append(_metrics_condition(previous, decision, now))
+    status["conditions"] = conditions
+    if status != before:
+        objects.patch_status(api, body, status)
+
+    labels = {"namespace": model.namespace, "model": model.name}
+    EFFECTIVE_CAP.labels(**labels).set(decision.effective_cap)
+    ENGINE_MAX_NUM_SEQS.labels(**labels).set(decision.engine_max_num_seqs)
+    REPLICAS.labels(**labels).set(decision.replicas)
+    for change in decision.changes:
+        DECISIONS.labels(action=change.action.value, **labels).inc()
+        record_event(
+            api,
+            body,
+            reason=change.action.value,
+            message=f"{change.before} -> {change.after}: {change.reason}",
+        )
+    if previous is not None and previous.get("status") == "True" and not decision.metrics_available:
+        record_event(api, body, reason="MetricsUnavailable", message=decision.reason, event_type="Warning")
+    GPU_HOURS.labels(**labels)  # created at zero so dashboards see the series before the first hour
