@@ -85,10 +85,14 @@ class OperatorProcess:
         return self.log.read_text(errors="replace")
 
 
-def start_operator(testbed: Testbed, log: Path, *, namespaces: str, port: int) -> OperatorProcess:
+def start_operator(
+    testbed: Testbed, log: Path, *, namespaces: str, port: int, extra_env: dict[str, str] | None = None
+) -> OperatorProcess:
     """Start `thrifty operator` watching the namespaces matching the glob ``namespaces``, and
     return once its liveness endpoint answers."""
-    env = dict(os.environ, KUBECONFIG=str(testbed.kubeconfig), THRIFTY_RESYNC_SECONDS="2")
+    env = dict(
+        os.environ, KUBECONFIG=str(testbed.kubeconfig), THRIFTY_RESYNC_SECONDS="2", **(extra_env or {})
+    )
     liveness = f"http://127.0.0.1:{port}/healthz"
     with log.open("ab") as out:
         process = subprocess.Popen(

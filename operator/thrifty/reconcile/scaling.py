@@ -10,6 +10,7 @@ step, so an operator restart changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from collections.abc import Callable
@@ -20,7 +21,15 @@ from pydantic import ValidationError
 
 from thrifty.api import ConditionType, InferenceModel
 from thrifty.api.status import MAX_DECISIONS, ScalingDecision
-from thrifty.control import Decision, MetricsWindow, ScalingState, decide, last_actions, policy_from_spec
+from thrifty.control import (
+    Decision,
+    MetricsWindow,
+    ScalingPolicy,
+    ScalingState,
+    decide,
+    last_actions,
+    policy_from_spec,
+)
 from thrifty.k8s import objects
 from thrifty.k8s.events import record_event
 from thrifty.reconcile.status import engine_max_num_seqs, timestamp
@@ -110,6 +119,22 @@ def _metrics_condition(
     }
 
 
+def compress_time(policy: ScalingPolicy, factor: float) -> ScalingPolicy:
+    """Every duration of the policy (windows, cooldowns, start-up) times ``factor``.
+
+    For the testbed and demos, where twins load in seconds and a scenario must fit in minutes;
+    production runs at factor 1. The sample interval is the loop's real period and stays as is.
+    """
+    if factor == 1.0:
+        return policy
+    durations = {
+        f.name: getattr(policy, f.name) * factor
+        for f in dataclasses.fields(policy)
+        if f.name.endswith("_s") and f.name != "sample_interval_s"
+    }
+    return dataclasses.replace(policy, **durations)
+
+
 def control_step(
     api: client.ApiClient,
     read_window: WindowReader,
@@ -118,6 +143,7 @@ def control_step(
     now: datetime.datetime,
     behind_router: bool = False,
     sample_interval_s: float = 15.0,
+    time_scale: float = 1.0,
 ) -> Decision | None:
     """One step for one model; None when the model has no scaling or nothing to scale yet."""
     try:
@@ -138,6 +164,7 @@ def control_step(
         behind_router=behind_router,
         sample_interval_s=sample_interval_s,
     )
+    policy = compress_time(policy, time_scale)
     epoch = now.timestamp()
     window = read_window(model, ready, epoch)
     decision = decide(window, state, policy, epoch)

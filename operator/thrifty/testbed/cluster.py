@@ -227,17 +227,7 @@ class Testbed:
                 f"--server-address=127.0.0.1:{net.kwok_port}",
             ],
         )
-        prometheus_yaml = state / "prometheus.yml"
-        prometheus_yaml.write_text(yaml.safe_dump(prometheus_config(self.kubeconfig), sort_keys=False))
-        prometheus = self._start(
-            "prometheus",
-            [
-                f"--config.file={prometheus_yaml}",
-                f"--storage.tsdb.path={state / 'prometheus'}",
-                f"--web.listen-address=127.0.0.1:{net.prometheus_port}",
-                "--log.level=warn",
-            ],
-        )
+        prometheus = self._launch_prometheus()
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE  # kcm and the scheduler serve self-signed health endpoints
@@ -257,6 +247,31 @@ class Testbed:
         if self.twin_load_seconds is not None:
             twins.append(f"--load-seconds={self.twin_load_seconds}")
         self._start_command("twins", twins)
+
+    def _launch_prometheus(self) -> Component:
+        prometheus_yaml = self.state_dir / "prometheus.yml"
+        prometheus_yaml.write_text(yaml.safe_dump(prometheus_config(self.kubeconfig), sort_keys=False))
+        return self._start(
+            "prometheus",
+            [
+                f"--config.file={prometheus_yaml}",
+                f"--storage.tsdb.path={self.state_dir / 'prometheus'}",
+                f"--web.listen-address=127.0.0.1:{self.network.prometheus_port}",
+                "--log.level=warn",
+            ],
+        )
+
+    def stop_prometheus(self) -> None:
+        """Stop Prometheus alone (tests of how Thrifty behaves without metrics)."""
+        for component in [c for c in self.components if c.name == "prometheus"]:
+            stop_process(component)
+            self.components.remove(component)
+
+    def start_prometheus(self) -> None:
+        """Start Prometheus again on its old data after :meth:`stop_prometheus`."""
+        prometheus = self._launch_prometheus()
+        url = f"{self.network.prometheus_url}/-/ready"
+        wait_until(prometheus, lambda: _http_ok(url), what="prometheus ready")
 
     def _write_kubeconfig(self, pki: Pki) -> None:
         config: dict[str, Any] = {

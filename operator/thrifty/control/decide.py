@@ -1,0 +1,128 @@
+"""`decide`: one control-loop step, a pure function of the window, the state, the policy and now.
+
+    decision = decide(window, state, policy, now)
+
+Order of business: (1) refuse to act on missing, stale or failing metrics; (2) the effective cap,
+because it is free and it sets each replica's capacity; (3) the replica count for that capacity;
+(4) the engine flag, only on sustained evidence. Bounds hold whatever the metrics say.
+"""
+
+from __future__ import annotations
+
+from thrifty.control.cap import plan_cap
+from thrifty.control.decision import Action, Change, Decision
+from thrifty.control.engine_flag import plan_engine
+from thrifty.control.policy import ScalingPolicy
+from thrifty.control.replicas import plan_replicas
+from thrifty.control.signals import Signals, read_signals
+from thrifty.control.state import ScalingState
+from thrifty.control.window import MetricsWindow
+
+# The action that names a decision with several changes: the one with the largest consequence.
+_PRIORITY = (
+    Action.SCALE_UP,
+    Action.ROLL_MAX_NUM_SEQS,
+    Action.SCALE_DOWN,
+    Action.LOWER_CAP,
+    Action.RAISE_CAP,
+)
+
+
+def _missing_metrics(
+    window: MetricsWindow, signals: Signals, state: ScalingState, policy: ScalingPolicy, now: float
+) -> str:
+    """Why the window cannot be trusted, in words; empty when it can."""
+    if window.errors:
+        return "metrics query failed: " + "; ".join(window.errors)
+    if not signals.reporting_pods:
+        if signals.newest_s is None:
+            return "no vLLM samples in the window"
+        return f"no vLLM sample newer than {policy.stale_after_s:g}s (newest is {now - signals.newest_s:.0f}s old)"
+    if len(signals.reporting_pods) < state.ready_replicas:
+        silent = f" (silent: {', '.join(signals.silent_pods)})" if signals.silent_pods else ""
+        return f"fresh metrics from {len(signals.reporting_pods)} of {state.ready_replicas} ready replicas{silent}"
+    if signals.latency_missing:
+        return f"no TTFT or ITL histogram data while {signals.demand_now:.0f} requests are in flight"
+    return ""
+
+
+def _clamped(replicas: int, policy: ScalingPolicy) -> int:
+    return max(policy.min_replicas, min(policy.max_replicas, replicas))
+
+
+def _bounded_hold(state: ScalingState, policy: ScalingPolicy, why: str) -> Decision:
+    """Hold everything, except that spec bounds always apply (they are the user's, not the data's)."""
+    replicas = _clamped(state.replicas, policy)
+    changes: tuple[Change, ...] = ()
+    action = Action.HOLD
+    reason = f"holding: {why}"
+    if replicas != state.replicas:
+        action = Action.SCALE_UP if replicas > state.replicas else Action.SCALE_DOWN
+        bound = f"spec bounds {policy.min_replicas}..{policy.max_replicas}"
+        changes = (Change(action, state.replicas, replicas, bound),)
+        reason = f"{bound}; otherwise {reason}"
+    return Decision(
+        replicas=replicas,
+        effective_cap=min(state.effective_cap, state.engine_max_num_seqs),
+        engine_max_num_seqs=state.engine_max_num_seqs,
+        action=action,
+        reason=reason,
+        changes=changes,
+        metrics_available=False,
+    )
+
+
+def decide(window: MetricsWindow, state: ScalingState, policy: ScalingPolicy, now: float) -> Decision:
+    """The settings to run from `now` on, and why."""
+    signals = read_signals(window, policy, now)
+    missing = _missing_metrics(window, signals, state, policy, now)
+    if missing:
+        return _bounded_hold(state, policy, missing)
+
+    cap_plan = plan_cap(signals, state, policy, now)
+    replica_plan = plan_replicas(signals, state, policy, cap_plan.cap, cap_plan.capacity, now)
+    engine_plan = plan_engine(signals, state, policy, cap_plan, now)
+
+    replicas = _clamped(replica_plan.replicas, policy)
+    engine = engine_plan.engine_max_num_seqs
+    cap = min(cap_plan.cap, engine) if policy.cap_enforced_by_router else engine
+
+    changes: list[Change] = []
+    if replicas != state.replicas:
+        action = Action.SCALE_UP if replicas > state.replicas else Action.SCALE_DOWN
+        changes.append(Change(action, state.replicas, replicas, replica_plan.reason or "spec bounds"))
+    if engine != state.engine_max_num_seqs:
+        changes.append(
+            Change(Action.ROLL_MAX_NUM_SEQS, state.engine_max_num_seqs, engine, engine_plan.reason)
+        )
+    # Without a router the cap is the engine flag: its roll above already says it all.
+    if cap != state.effective_cap and (policy.cap_enforced_by_router or engine == state.engine_max_num_seqs):
+        action = Action.RAISE_CAP if cap > state.effective_cap else Action.LOWER_CAP
+        changes.append(Change(action, state.effective_cap, cap, cap_plan.reason or engine_plan.reason))
+
+    if not changes:
+        return Decision(
+            replicas=replicas,
+            effective_cap=cap,
+            engine_max_num_seqs=engine,
+            action=Action.STEADY,
+            reason=replica_plan.reason or _steady_reason(signals, state),
+        )
+    changes.sort(key=lambda change: _PRIORITY.index(change.action))
+    return Decision(
+        replicas=replicas,
+        effective_cap=cap,
+        engine_max_num_seqs=engine,
+        action=changes[0].action,
+        reason="; ".join(
+            f"{change.action.value} {change.before}->{change.after}: {change.reason}" for change in changes
+        ),
+        changes=tuple(changes),
+    )
+
+
+def _steady_reason(signals: Signals, state: ScalingState) -> str:
+    return (
+        f"{signals.demand_now:.0f} requests on {len(signals.reporting_pods)} replicas "
+        f"({signals.running_per_replica:.0f} running each, cap {state.effective_cap}) fit"
+    )

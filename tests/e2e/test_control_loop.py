@@ -1,0 +1,195 @@
+"""End to end: the control loop on the testbed, with twins, Prometheus and real load.
+
+Under load the loop scales out and moves the effective cap; an operator restart mid-run changes no
+replica count; without load it scales back in; with Prometheus stopped it reports
+MetricsAvailable=False and never scales down. Policy durations run 10x faster than production
+(THRIFTY_CONTROL_TIME_SCALE=0.1) so the scenario fits in a few minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from kubernetes import client
+
+from conftest import OperatorProcess, start_operator, stop_operator
+from support import eventually, kubectl
+from thrifty.testbed.cluster import Testbed
+
+MODEL = """
+apiVersion: thrifty.dev/v1alpha1
+kind: InferenceModel
+metadata: {name: chat}
+spec:
+  model: {source: hf://meta-llama/Llama-3.1-8B-Instruct, servedName: chat, maxModelLen: 4096}
+  batching: {maxNumSeqs: 16, maxNumBatchedTokens: 4096}
+  resources: {gpu: {product: NVIDIA-H100-80GB-HBM3, count: 1}}
+  scaling:
+    replicas: {min: 1, max: 4}
+    slo: {ttftP95: 2s, itlP95: 50ms}
+    tuneMaxNumSeqs: {min: 8, max: 64}
+"""
+
+
+class Load:
+    """A closed-loop load generator on the model's ready endpoints (pod IPs inside the testbed's
+    namespace): `workers` requests in flight, for at most `seconds`, stoppable at any time."""
+
+    def __init__(self, discovery: Any, namespace: str, *, workers: int, seconds: float) -> None:
+        self.discovery, self.namespace = discovery, namespace
+        self.workers, self.seconds = workers, seconds
+        self.stop = threading.Event()
+        self.completed = 0
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def endpoints(self) -> list[str]:
+        slices = self.discovery.list_namespaced_endpoint_slice(
+            self.namespace, label_selector="kubernetes.io/service-name=chat"
+        ).items
+        return [a for s in slices for e in s.endpoints or [] if e.conditions.ready for a in e.addresses]
+
+    async def _run(self) -> None:
+        deadline = time.monotonic() + self.seconds
+        targets: list[str] = []
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+            async def worker(index: int) -> None:
+                sent = index
+                while not self.stop.is_set() and time.monotonic() < deadline:
+                    if not targets:
+                        await asyncio.sleep(0.2)
+                        continue
+                    url = f"http://{targets[sent % len(targets)]}:8000/v1/completions"
+                    sent += 1
+                    body = {"model": "chat", "prompt": "x", "max_tokens": 200}
+                    try:
+                        async with session.post(
+                            url, json=body, headers={"X-Twin-Prompt-Tokens": "1500"}
+                        ) as r:
+                            await r.read()
+                            self.completed += r.status == 200
+                    except aiohttp.ClientError:
+                        await asyncio.sleep(0.1)
+
+            async def refresh() -> None:
+                while not self.stop.is_set() and time.monotonic() < deadline:
+                    targets[:] = await asyncio.to_thread(self.endpoints)
+                    await asyncio.sleep(1)
+
+            await asyncio.gather(refresh(), *(worker(i) for i in range(self.workers)))
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=70)
+
+
+@pytest.fixture
+def namespace(core: Any) -> Iterator[str]:
+    name = f"scale-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+
+
+def model_status(testbed: Testbed, namespace: str) -> dict[str, Any]:
+    body = json.loads(kubectl(testbed, "get", "im", "chat", "-n", namespace, "-o", "json"))
+    status: dict[str, Any] = body.get("status") or {}
+    return status
+
+
+def condition(status: dict[str, Any], kind: str) -> str | None:
+    return next((c["status"] for c in status.get("conditions", []) if c["type"] == kind), None)
+
+
+def deployment_replicas(apps: Any, namespace: str) -> int:
+    return int(apps.read_namespaced_deployment("chat", namespace).spec.replicas)
+
+
+@pytest.mark.timeout(720)
+def test_loop_scales_out_under_load_holds_across_restart_and_without_metrics_and_scales_in(
+    testbed: Testbed, thrifty_crds: None, api_client: Any, apps: Any, namespace: str, tmp_path: Path
+) -> None:
+    env = {
+        "THRIFTY_PROMETHEUS_URL": testbed.network.prometheus_url,
+        "THRIFTY_CONTROL_SECONDS": "2",
+        "THRIFTY_SCRAPE_INTERVAL_SECONDS": "2",
+        "THRIFTY_CONTROL_TIME_SCALE": "0.1",
+    }
+
+    def operator(log: str) -> OperatorProcess:
+        return start_operator(testbed, tmp_path / log, namespaces=namespace, port=18082, extra_env=env)
+
+    running = operator("first.log")
+    try:
+        body = yaml.safe_load(MODEL)
+        body["metadata"]["namespace"] = namespace
+        kubectl(testbed, "apply", "-f", "-", stdin=yaml.safe_dump(body))
+        eventually(lambda: condition(model_status(testbed, namespace), "Ready") == "True", what="model Ready")
+
+        discovery = client.DiscoveryV1Api(api_client)
+        with Load(discovery, namespace, workers=48, seconds=240):
+            eventually(
+                lambda: deployment_replicas(apps, namespace) > 1,
+                timeout=150,
+                interval=1,
+                what="a scale-out under load",
+            )
+            # Restart the operator mid-run: the replica count must not move because of it.
+            before = deployment_replicas(apps, namespace)
+            stop_operator(running)
+            running = operator("second.log")
+            assert deployment_replicas(apps, namespace) == before
+            time.sleep(5)
+            assert deployment_replicas(apps, namespace) >= before
+        # New replicas report after their first scrapes; until then the loop holds and says so.
+        eventually(
+            lambda: condition(model_status(testbed, namespace), "MetricsAvailable") == "True",
+            timeout=60,
+            interval=1,
+            what="MetricsAvailable=True with every replica scraped",
+        )
+        status = model_status(testbed, namespace)
+        actions = {d["action"] for d in status.get("decisions", [])}
+        assert "ScaleUp" in actions
+        assert 1 <= deployment_replicas(apps, namespace) <= 4
+        assert status["maxNumSeqs"]["effective"] <= status["maxNumSeqs"]["engine"]
+
+        # Prometheus gone: the loop says so and holds; nothing scales down on absent data.
+        held = deployment_replicas(apps, namespace)
+        testbed.stop_prometheus()
+        try:
+            eventually(
+                lambda: condition(model_status(testbed, namespace), "MetricsAvailable") == "False",
+                timeout=60,
+                interval=1,
+                what="MetricsAvailable=False",
+            )
+            time.sleep(10)
+            assert deployment_replicas(apps, namespace) == held
+        finally:
+            testbed.start_prometheus()
+
+        # Idle: back in, within bounds.
+        eventually(
+            lambda: deployment_replicas(apps, namespace) < held,
+            timeout=240,
+            interval=2,
+            what="a scale-in when idle",
+        )
+        assert "ScaleDown" in {d["action"] for d in model_status(testbed, namespace).get("decisions", [])}
+    finally:
+        stop_operator(running)
