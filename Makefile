@@ -7,7 +7,7 @@ THRIFTY := $(VENV)/bin/thrifty
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test unit lint deps venv vllm-venv vllm-spec testbed-build up down status shell clean bench-twin
+.PHONY: help demo test unit lint deps venv vllm-venv vllm-spec testbed-build up down status shell clean bench-twin bench-autoscale chart chart-check
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -19,7 +19,7 @@ demo: venv testbed-build ## bring up the testbed and show its GPU nodes and Prom
 test: deps venv vllm-venv testbed-build lint ## install everything, lint, then run every test inside a fresh network namespace
 	testbed/netns.sh $(VENV)/bin/pytest -ra
 
-unit: venv ## unit tests only (seconds, no cluster)
+unit: venv testbed-build ## unit tests only (seconds, no cluster; the chart checks use the built helm)
 	$(VENV)/bin/pytest -ra tests/unit
 
 lint: venv ## ruff, mypy --strict and the import-layer contract
@@ -28,9 +28,10 @@ lint: venv ## ruff, mypy --strict and the import-layer contract
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-deps: ## Debian packages the testbed needs (ip, unshare, nsenter)
+deps: ## Debian packages: ip, unshare, nsenter (the testbed), lua5.1 (Argo CD health checks)
 	@command -v ip >/dev/null && command -v unshare >/dev/null && command -v nsenter >/dev/null || \
 	  { apt-get update -q && apt-get install -y -q iproute2 util-linux; }
+	@command -v lua5.1 >/dev/null || { apt-get update -q && apt-get install -y -q lua5.1; }
 	@command -v go >/dev/null || { echo "Go is required to build the testbed (testbed/build.sh)"; exit 1; }
 
 venv: $(VENV)/.installed ## the local virtualenv with the package and its dev tools
@@ -64,6 +65,15 @@ shell: venv ## a shell inside the testbed's namespace with KUBECONFIG set
 
 bench-twin: venv ## twin step-time fidelity (vs H100 and published figures) and an hour of trace replayed on 4 twins
 	$(PY) bench/twin/bench.py
+
+bench-autoscale: venv ## Thrifty vs HPA, KubeAI, AIBrix KPA, llm-d and static on a replayed trace (TRACE=<azure csv>)
+	$(PY) -m bench.autoscale $(if $(TRACE),--trace $(TRACE))
+
+chart: venv testbed-build ## regenerate chart values/schema/CRDs/dashboards, manifests/install and the Argo CD patch
+	$(PY) tools/chart/generate.py
+
+chart-check: venv testbed-build ## helm lint + helm template | kubeconform -strict (offline schemas)
+	$(PY) tools/chart/validate.py
 
 clean: ## remove the virtualenv and caches in the repository (not the binary cache)
 	rm -rf $(VENV) $(VENV_VLLM) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,153 @@
+"""The load: a recorded trace, its rate multiplied so that its busiest minutes need a given number
+of replicas, with the shape of the hour kept.
+
+The rule, the same for every trace:
+
+1. Capacity of one replica: the highest Poisson arrival rate, with request sizes drawn from the
+   trace, at which one replica (the benchmark's engine configuration) meets both SLOs over a
+   five-minute replay (TTFT p95 and ITL p95 over the whole replay, after a one-minute warm-up).
+2. Peak rate: the trace's highest arrival rate over any five-minute window (one-minute steps).
+3. Factor = replicas at peak x capacity / peak rate. Each request is kept `floor(factor)` times,
+   plus once more with probability `frac(factor)`; a copy arrives at a uniformly random time
+   between its original and the next request's arrival (seeded), with the original's sizes. The
+   hour keeps its shape at every time scale longer than the gap between requests.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.autoscale.cluster import SimCluster
+
+from thrifty.twin import EngineConfig, TraceRequest, load_azure_trace, load_mooncake_trace
+
+PEAK_WINDOW_S = 300.0
+
+
+def load_trace(path: Path) -> list[TraceRequest]:
+    """Azure CSV (`TIMESTAMP,ContextTokens,GeneratedTokens`) or Mooncake JSON lines, by suffix."""
+    if path.suffix == ".jsonl":
+        requests = load_mooncake_trace(path)
+    elif path.suffix == ".csv":
+        requests = load_azure_trace(path)
+    else:
+        raise ValueError(
+            f"TRACE={path}: expected an Azure-format .csv (TIMESTAMP,ContextTokens,GeneratedTokens) "
+            "or Mooncake .jsonl"
+        )
+    if not requests:
+        raise ValueError(f"TRACE={path}: no requests in the file")
+    return sorted(requests, key=lambda request: request.arrival_s)
+
+
+def peak_rate(requests: Sequence[TraceRequest], window_s: float = PEAK_WINDOW_S) -> float:
+    """Highest arrivals per second over any `window_s` window starting on a whole minute."""
+    if not requests:
+        return 0.0
+    end = requests[-1].arrival_s
+    per_minute: dict[int, int] = {}
+    for request in requests:
+        minute = int(request.arrival_s // 60)
+        per_minute[minute] = per_minute.get(minute, 0) + 1
+    span = max(1, int(window_s // 60))
+    last_start = max(0, int(end // 60) - span + 1)
+    best = max(
+        sum(per_minute.get(m, 0) for m in range(start, start + span)) for start in range(last_start + 1)
+    )
+    return best / min(window_s, max(end, 60.0))
+
+
+def multiply_rate(requests: Sequence[TraceRequest], factor: float, *, seed: int = 7) -> list[TraceRequest]:
+    """The trace with about `factor` times as many requests over the same hour (see module doc)."""
+    rng = random.Random(seed)
+    whole = math.floor(factor)
+    fraction = factor - whole
+    mean_gap = (requests[-1].arrival_s - requests[0].arrival_s) / max(1, len(requests) - 1)
+    out: list[TraceRequest] = []
+    for index, request in enumerate(requests):
+        following = (
+            requests[index + 1].arrival_s if index + 1 < len(requests) else request.arrival_s + mean_gap
+        )
+        gap = max(0.0, following - request.arrival_s)
+        copies = whole + (1 if rng.random() < fraction else 0)
+        for copy in range(copies):
+            offset = 0.0 if copy == 0 else rng.random() * gap
+            out.append(
+                TraceRequest(
+                    arrival_s=request.arrival_s + offset,
+                    prompt_tokens=request.prompt_tokens,
+                    output_tokens=request.output_tokens,
+                    block_hashes=request.block_hashes,
+                    request_id=f"{request.request_id or index}-{copy}",
+                )
+            )
+    out.sort(key=lambda item: item.arrival_s)
+    return out
+
+
+@dataclass(frozen=True)
+class Calibration:
+    capacity_per_replica: float
+    """Requests per second one replica serves within both SLOs."""
+    peak_rate: float
+    """Arrivals per second in the trace's busiest five minutes, before scaling."""
+    factor: float
+    """The rate multiplier."""
+
+
+def _poisson(sizes: Sequence[TraceRequest], rate: float, duration_s: float, seed: int) -> list[TraceRequest]:
+    rng = random.Random(seed)
+    out: list[TraceRequest] = []
+    clock = 0.0
+    while True:
+        clock += rng.expovariate(rate)
+        if clock >= duration_s:
+            return out
+        sample = sizes[rng.randrange(len(sizes))]
+        out.append(TraceRequest(clock, sample.prompt_tokens, sample.output_tokens, request_id=str(len(out))))
+
+
+def meets_slo_alone(
+    config: EngineConfig, sizes: Sequence[TraceRequest], rate: float, *, ttft_s: float, itl_s: float
+) -> bool:
+    """Whether one replica serves Poisson arrivals at `rate` within both SLOs (5 minutes)."""
+    duration, warmup = 300.0, 60.0
+    cluster = SimCluster(config, startup_s=0.0, ttft_slo_s=ttft_s, itl_slo_s=itl_s)
+    cluster.start(1)
+    for request in _poisson(sizes, rate, duration, seed=11):
+        cluster.submit(request)
+    end = cluster.finish()
+    ttft = cluster.ttft.percentile(warmup, end + 1.0, 95)
+    itl = cluster.itl.percentile(warmup, end + 1.0, 95)
+    return ttft is not None and itl is not None and ttft <= ttft_s and itl <= itl_s
+
+
+def calibrate(
+    requests: Sequence[TraceRequest],
+    config: EngineConfig,
+    *,
+    replicas_at_peak: int,
+    ttft_s: float,
+    itl_s: float,
+) -> Calibration:
+    """Capacity of one replica by bisection on the rate, and the factor that makes the peak need
+    `replicas_at_peak` replicas."""
+    sizes = [r for r in requests if r.prompt_tokens + r.output_tokens <= config.max_model_len]
+    low, high = 0.0, 1.0
+    while meets_slo_alone(config, sizes, high, ttft_s=ttft_s, itl_s=itl_s):
+        low, high = high, high * 2
+        if high > 4096:
+            break
+    for _ in range(7):
+        middle = (low + high) / 2
+        if meets_slo_alone(config, sizes, middle, ttft_s=ttft_s, itl_s=itl_s):
+            low = middle
+        else:
+            high = middle
+    capacity = low
+    peak = peak_rate(requests)
+    return Calibration(capacity, peak, replicas_at_peak * capacity / peak if peak > 0 else 1.0)

@@ -1,0 +1,255 @@
+"""The autoscaling benchmark's parts: rate scaling, histograms, each baseline's published rules,
+one short replay end to end, the roofline and the choice of the best baseline."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# bench/ is not an installed package; the benchmark runs as `python -m bench.autoscale` from the root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.autoscale.cluster import Scrape, TwinGauges
+from bench.autoscale.histograms import BucketedHistogram
+from bench.autoscale.policies.aibrix_kpa import AibrixKpa
+from bench.autoscale.policies.base import Bounds
+from bench.autoscale.policies.hpa import HorizontalPodAutoscaler
+from bench.autoscale.policies.kubeai import KubeAI
+from bench.autoscale.policies.llmd_saturation import LlmdSaturation
+from bench.autoscale.policies.static import StaticPeak
+from bench.autoscale.policies.thrifty import ThriftyPolicy
+from bench.autoscale.report import best_baseline
+from bench.autoscale.roofline import roofline_gpu_hours
+from bench.autoscale.runner import RunResult, Slo, run_policy
+from bench.autoscale.traffic import multiply_rate, peak_rate
+
+from thrifty.control import ScalingPolicy
+from thrifty.twin import TraceRequest, engine_config_from_vllm_args
+
+BOUNDS = Bounds(1, 16)
+
+
+def _trace(count: int, gap_s: float, prompt: int = 300, output: int = 40) -> list[TraceRequest]:
+    return [TraceRequest(i * gap_s, prompt, output, request_id=f"r{i}") for i in range(count)]
+
+
+# ---- traffic ----
+
+
+def test_multiply_rate_keeps_the_hour_its_order_and_the_request_sizes() -> None:
+    trace = [TraceRequest(i * 2.0, 100 + i, 10 + i, request_id=f"r{i}") for i in range(500)]
+
+    scaled = multiply_rate(trace, 3.5, seed=1)
+
+    assert 3.3 * len(trace) < len(scaled) < 3.7 * len(trace)
+    assert [r.arrival_s for r in scaled] == sorted(r.arrival_s for r in scaled)
+    assert scaled[-1].arrival_s < trace[-1].arrival_s + 2.0
+    assert {(r.prompt_tokens, r.output_tokens) for r in scaled} == {
+        (r.prompt_tokens, r.output_tokens) for r in trace
+    }
+    assert len({r.request_id for r in scaled}) == len(scaled)
+
+
+def test_peak_rate_is_the_busiest_five_minutes() -> None:
+    quiet = _trace(600, 1.0)
+    busy = [TraceRequest(600 + i * 0.25, 100, 10, request_id=f"b{i}") for i in range(1200)]
+
+    assert peak_rate(quiet + busy) == pytest.approx(4.0)
+
+
+def test_histogram_percentiles_and_shares_follow_the_observations() -> None:
+    histogram = BucketedHistogram(5.0)
+    for index in range(100):
+        histogram.add(12.0, 0.010 if index < 90 else 0.100)
+
+    assert histogram.percentile(10.0, 15.0, 50) == pytest.approx(0.010, rel=0.01)
+    assert histogram.percentile(10.0, 15.0, 95) == pytest.approx(0.100, rel=0.01)
+    assert histogram.share_above(10.0, 15.0, 0.05) == pytest.approx(0.10)
+    assert histogram.percentile(0.0, 10.0, 95) is None
+
+
+# ---- baselines, on a fake cluster ----
+
+
+@dataclass
+class FakeTwin:
+    twin_id: int
+
+
+@dataclass
+class FakeCluster:
+    target: int
+    scrapes: list[Scrape] = field(default_factory=list)
+    pending_count: int = 0
+
+    def scrapes_since(self, start: float) -> list[Scrape]:
+        return [scrape for scrape in self.scrapes if scrape.time > start]
+
+    def ready(self, now: float) -> list[FakeTwin]:
+        return [FakeTwin(g.twin_id) for g in self.scrapes[-1].replicas] if self.scrapes else []
+
+    def pending(self, now: float) -> int:
+        return self.pending_count
+
+    def observe(self, time: float, *, running: int = 10, waiting: int = 0, kv: float = 0.2) -> None:
+        gauges = tuple(TwinGauges(i, running, waiting, kv, 0, 0, 256) for i in range(self.target))
+        self.scrapes.append(Scrape(time, gauges))
+
+
+def _step(policy: Any, cluster: FakeCluster, now: float) -> int:
+    replicas: int = policy.step(cluster, now).replicas
+    return replicas
+
+
+def test_hpa_follows_the_ratio_to_target_and_tolerates_ten_percent() -> None:
+    hpa = HorizontalPodAutoscaler(BOUNDS, target_waiting=5)
+    cluster = FakeCluster(target=4)
+
+    cluster.observe(0, waiting=10)
+    assert _step(hpa, cluster, 0) == 8
+    cluster.observe(15, waiting=5)  # 5.4 would be within the tolerance too
+    assert _step(hpa, cluster, 15) == 4
+
+
+def test_hpa_scale_down_takes_the_highest_recommendation_of_five_minutes() -> None:
+    hpa = HorizontalPodAutoscaler(BOUNDS, target_waiting=5)
+    cluster = FakeCluster(target=8)
+    cluster.observe(0, waiting=5)
+    _step(hpa, cluster, 0)
+
+    cluster.observe(60, waiting=0)
+    assert _step(hpa, cluster, 60) == 8
+    cluster.observe(301, waiting=0)
+    assert _step(hpa, cluster, 301) == 1
+
+
+def test_kubeai_scales_up_at_once_and_down_after_consecutive_recommendations() -> None:
+    kubeai = KubeAI(BOUNDS, target_requests=10, scale_down_delay_s=30)
+    cluster = FakeCluster(target=4)
+    cluster.observe(0, running=10)
+    assert _step(kubeai, cluster, 0) == 4
+
+    cluster.scrapes.clear()
+    cluster.observe(10, running=0)
+    downs = [_step(kubeai, cluster, 10 * k) for k in range(2, 6)]
+
+    # The 10-minute average barely moves; once it rounds down, three consecutive calls pass first.
+    assert downs[0] == 4
+    assert all(replicas >= 3 for replicas in downs)
+
+
+def test_kpa_in_panic_mode_never_scales_down() -> None:
+    kpa = AibrixKpa(BOUNDS, target_kv=0.1)
+    cluster = FakeCluster(target=2)
+    cluster.observe(0, kv=0.5)
+    up = _step(kpa, cluster, 10)
+    assert up == 4  # panic: two pods at 0.5 want ten, at most twice the ready pods
+
+    cluster.target = up
+    cluster.observe(20, kv=0.01)
+    assert _step(kpa, cluster, 20) >= up
+
+
+def test_llmd_scales_up_one_at_a_time_and_not_while_replicas_start() -> None:
+    saturation = LlmdSaturation(BOUNDS)
+    cluster = FakeCluster(target=3)
+    cluster.observe(30, kv=0.75)  # spare KV 0.05 < 0.1
+
+    assert _step(saturation, cluster, 60) == 4
+    cluster.pending_count = 1
+    assert _step(saturation, cluster, 120) == 3
+
+
+def test_llmd_scales_down_only_if_one_replica_fewer_stays_unsaturated() -> None:
+    saturation = LlmdSaturation(BOUNDS)
+    light = FakeCluster(target=4)
+    light.observe(30, kv=0.2, waiting=0)
+    heavy = FakeCluster(target=4)
+    heavy.observe(30, kv=0.6, waiting=1)
+
+    assert _step(saturation, light, 60) == 3
+    assert _step(saturation, heavy, 60) == 4
+
+
+# ---- one replay end to end ----
+
+CONFIG = engine_config_from_vllm_args(
+    {"model": "meta-llama/Llama-3.1-8B-Instruct", "max_model_len": 4096, "enable_prefix_caching": False},
+    gpu_product="NVIDIA-H100-80GB-HBM3",
+)
+
+
+def test_a_short_replay_measures_gpu_hours_windows_and_attainment() -> None:
+    result = run_policy(
+        _trace(240, 0.5),
+        CONFIG,
+        StaticPeak(2),
+        variant="default",
+        setting="replicas=2",
+        initial_replicas=2,
+        startup_s=120,
+        slo=Slo(),
+    )
+
+    assert result.completed
+    assert result.windows == 2
+    assert result.slo_attainment == 1.0
+    assert result.request_attainment == 1.0
+    assert result.gpu_hours == pytest.approx(2 * 120 / 3600, rel=0.05)
+    assert result.series
+    assert result.series[-1].replicas == 2
+
+
+def test_thrifty_reads_a_prometheus_like_window_from_the_replay() -> None:
+    thrifty = ThriftyPolicy(ScalingPolicy(ttft_p95_slo_s=2.0, itl_p95_slo_s=0.05, tune_max_num_seqs=True))
+
+    result = run_policy(
+        _trace(480, 0.25),
+        CONFIG,
+        thrifty,
+        variant="default",
+        setting="",
+        initial_replicas=1,
+        startup_s=120,
+        slo=Slo(),
+    )
+
+    assert result.completed
+    assert thrifty.actions  # it decided something in two minutes of traffic
+    assert all(decision.metrics_available for _, decision in thrifty.decisions)
+
+
+def test_roofline_grows_with_the_load() -> None:
+    light = roofline_gpu_hours(_trace(600, 1.0), CONFIG, itl_slo_s=0.05)
+    heavy = roofline_gpu_hours(multiply_rate(_trace(600, 1.0), 3.0), CONFIG, itl_slo_s=0.05)
+
+    assert 0 < light < heavy
+    assert heavy == pytest.approx(3 * light, rel=0.25)
+
+
+def _run(
+    policy: str, variant: str, gpu_hours: float, attainment: float, *, completed: bool = True
+) -> RunResult:
+    return RunResult(
+        policy, variant, "", gpu_hours, attainment, attainment, 59, 0, 0, 0, completed, None, 0, 0, 0
+    )
+
+
+def test_best_baseline_is_the_cheapest_reaching_the_goal_else_the_most_attaining() -> None:
+    runs = [
+        _run("thrifty", "default", 5.0, 1.0),
+        _run("kubeai", "default", 4.0, 0.6),
+        _run("kubeai", "tuned", 9.0, 1.0),
+        _run("static-peak", "tuned", 8.0, 0.995),
+        _run("hpa-waiting", "grid", 1.0, 1.0, completed=False),
+    ]
+
+    assert best_baseline(runs).policy == "static-peak"
+    assert (
+        best_baseline([r for r in runs if r.slo_attainment < 0.99 or r.policy == "thrifty"]).policy
+        == "kubeai"
+    )
