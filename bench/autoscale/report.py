@@ -147,7 +147,7 @@ Command: `{setup.command}` ({setup.wall_s / 60:.1f} minutes of wall time).
 
 Thrifty: **{thrifty.gpu_hours:.2f} GPU-hours at {thrifty.slo_attainment:.1%} attainment**. Best baseline:
 {_label(best)}, {best.gpu_hours:.2f} GPU-hours at {best.slo_attainment:.1%}. Thrifty uses
-{summary_line["thrifty_saving_vs_best_baseline"]:.1%} fewer GPU-hours than it. Roofline lower bound:
+{_relative(summary_line["thrifty_saving_vs_best_baseline"])} GPU-hours than it. Roofline lower bound:
 {setup.roofline_gpu_hours:.2f} GPU-hours.
 
 {table(results, setup)}
@@ -164,6 +164,10 @@ Thrifty: **{thrifty.gpu_hours:.2f} GPU-hours at {thrifty.slo_attainment:.1%} att
 {json.dumps(summary_line)}
 ```
 """
+
+
+def _relative(saving: float) -> str:
+    return f"{saving:.1%} fewer" if saving >= 0 else f"{-saving:.1%} more"
 
 
 def write_json(path: Path, results: Sequence[RunResult], setup: Setup) -> None:
