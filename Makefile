@@ -7,7 +7,7 @@ THRIFTY := $(VENV)/bin/thrifty
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test unit lint deps venv vllm-venv vllm-spec testbed-build up down status shell clean bench-twin bench-autoscale chart chart-check
+.PHONY: help demo test unit lint deps venv vllm-venv vllm-spec testbed-build up down status shell clean bench-twin bench-autoscale bench-router chart chart-check
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ bench-twin: venv ## twin step-time fidelity (vs H100 and published figures) and 
 
 bench-autoscale: venv ## Thrifty vs HPA, KubeAI, AIBrix KPA, llm-d and static on a replayed trace (TRACE=<azure csv>)
 	$(PY) -m bench.autoscale $(if $(TRACE),--trace $(TRACE))
+
+bench-router: venv ## router policies on a replayed Mooncake trace, and router overhead (TRACE=<mooncake jsonl>)
+	$(PY) -m bench.router $(if $(TRACE),--trace $(TRACE))
 
 chart: venv testbed-build ## regenerate chart values/schema/CRDs/dashboards, manifests/install and the Argo CD patch
 	$(PY) tools/chart/generate.py

@@ -133,13 +133,26 @@ def _run_crds(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["router"]:
+        # The router is its own program with its own flags: hand it the rest of the line.
+        if args_in[1:2] == ["train"]:
+            from thrifty.router import train
+
+            return train.main(args_in[2:])
+        from thrifty.router import main as router_main
+
+        return router_main.run(args_in[1:])
     parser = argparse.ArgumentParser(prog="thrifty", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "router", help="the OpenAI-compatible router (`thrifty router --help`, `thrifty router train`)"
+    )
     _operator_parser(commands)
     twin_cli.add_parser(commands)
     _testbed_parser(commands)
     _crds_parser(commands)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     if args.command == "crds":
         return _run_crds(args)
     if args.command == "operator":

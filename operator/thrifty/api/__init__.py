@@ -1,4 +1,5 @@
-"""The InferenceModel API (thrifty.dev/v1alpha1): pydantic models that are the single source of the CRD.
+"""The InferenceModel and InferenceRouter API (thrifty.dev/v1alpha1): pydantic models that are the
+single source of the CRDs.
 
 Parse once at the edge, then pass typed models:
 
@@ -22,9 +23,21 @@ from thrifty.api.inference_model import (
     InferenceModel,
     InferenceModelSpec,
 )
+from thrifty.api.inference_router import InferenceRouter, InferenceRouterSpec
 from thrifty.api.model import ModelSpec, SourceParts, split_source
 from thrifty.api.quantization import QuantizationSpec
 from thrifty.api.resources import GPU_PRODUCT_LABEL, GPU_RESOURCE, GpuSpec, ResourcesSpec, Toleration
+from thrifty.api.router_config import DEFAULT_MAX_IN_FLIGHT_PER_REPLICA, ModelBackend, RouterConfig
+from thrifty.api.router_crd import inference_router_crd
+from thrifty.api.router_policies import (
+    AdmissionSpec,
+    AffinityKey,
+    AffinitySpec,
+    EscalationSpec,
+    EscalationTrigger,
+)
+from thrifty.api.router_status import InferenceRouterStatus, TierStatus
+from thrifty.api.router_tiers import ClassifierSpec, ConfigMapKeyRef, SelectionSpec, TierRule, TierSpec
 from thrifty.api.scaling import Cooldowns, CostSpec, ReplicaBounds, ScalingSpec, SloSpec, TuneMaxNumSeqs
 from thrifty.api.speculative import DraftModelSpec, EagleHeadSpec, NgramSpec, SpeculativeSpec
 from thrifty.api.status import (
@@ -40,6 +53,7 @@ from thrifty.api.status import (
 __all__ = [
     "API_VERSION",
     "DEFAULT_ENGINE_IMAGE",
+    "DEFAULT_MAX_IN_FLIGHT_PER_REPLICA",
     "DEFAULT_MAX_NUM_SEQS",
     "GPU_PRODUCT_LABEL",
     "GPU_RESOURCE",
@@ -48,30 +62,46 @@ __all__ = [
     "MANAGED_FLAGS",
     "PLURAL",
     "VERSION",
+    "AdmissionSpec",
+    "AffinityKey",
+    "AffinitySpec",
     "BatchingSpec",
+    "ClassifierSpec",
     "Condition",
     "ConditionType",
+    "ConfigMapKeyRef",
     "Cooldowns",
     "CostSpec",
     "CostStatus",
     "DraftModelSpec",
     "EagleHeadSpec",
     "EngineSpec",
+    "EscalationSpec",
+    "EscalationTrigger",
     "GpuSpec",
     "InferenceModel",
     "InferenceModelSpec",
     "InferenceModelStatus",
+    "InferenceRouter",
+    "InferenceRouterSpec",
+    "InferenceRouterStatus",
     "MaxNumSeqsStatus",
+    "ModelBackend",
     "ModelSpec",
     "NgramSpec",
     "QuantizationSpec",
     "ReplicaBounds",
     "ResourcesSpec",
+    "RouterConfig",
     "ScalingDecision",
     "ScalingSpec",
+    "SelectionSpec",
     "SloSpec",
     "SourceParts",
     "SpeculativeSpec",
+    "TierRule",
+    "TierSpec",
+    "TierStatus",
     "Toleration",
     "TuneMaxNumSeqs",
     "UtilizationStatus",
@@ -80,6 +110,7 @@ __all__ = [
     "duration_seconds",
     "field_path",
     "inference_model_crd",
+    "inference_router_crd",
     "parse_duration",
     "split_source",
 ]

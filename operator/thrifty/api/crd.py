@@ -20,6 +20,7 @@ from thrifty.api.inference_model import (
     VERSION,
     InferenceModelSpec,
 )
+from thrifty.api.router_crd import inference_router_crd
 from thrifty.api.schema import structural_schema
 from thrifty.api.status import InferenceModelStatus
 
@@ -148,7 +149,9 @@ _CrdDumper.add_representer(str, _represent_str)
 
 
 def crd_files() -> dict[str, str]:
-    """File name -> YAML text of every CRD Thrifty defines (one so far)."""
-    crd = inference_model_crd()
-    body = yaml.dump(crd, Dumper=_CrdDumper, sort_keys=False, width=100, allow_unicode=True)
-    return {f"{GROUP}_{PLURAL}.yaml": HEADER + body}
+    """File name -> YAML text of every CRD Thrifty defines."""
+    files = {}
+    for crd in (inference_model_crd(), inference_router_crd()):
+        body = yaml.dump(crd, Dumper=_CrdDumper, sort_keys=False, width=100, allow_unicode=True)
+        files[f"{GROUP}_{crd['spec']['names']['plural']}.yaml"] = HEADER + body
+    return files
