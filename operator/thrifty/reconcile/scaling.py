@@ -33,7 +33,14 @@ from thrifty.control import (
 from thrifty.k8s import objects
 from thrifty.k8s.events import record_event
 from thrifty.reconcile.status import engine_max_num_seqs, timestamp
-from thrifty.reconcile.telemetry import DECISIONS, EFFECTIVE_CAP, ENGINE_MAX_NUM_SEQS, GPU_HOURS, REPLICAS
+from thrifty.reconcile.telemetry import (
+    DECISIONS,
+    EFFECTIVE_CAP,
+    ENGINE_MAX_NUM_SEQS,
+    GPU_HOURS,
+    METRICS_QUERY_ERRORS,
+    REPLICAS,
+)
 from thrifty.render import desired_deployment, model_selector
 
 log = logging.getLogger(__name__)
@@ -167,6 +174,8 @@ def control_step(
     policy = compress_time(policy, time_scale)
     epoch = now.timestamp()
     window = read_window(model, ready, epoch)
+    if window.errors:
+        METRICS_QUERY_ERRORS.labels(namespace=model.namespace, model=model.name).inc(len(window.errors))
     decision = decide(window, state, policy, epoch)
 
     if decision.replicas != state.replicas or decision.engine_max_num_seqs != state.engine_max_num_seqs:
