@@ -41,6 +41,11 @@ def namespace(testbed: Testbed, core: Any) -> Iterator[str]:
     core.delete_namespace(name)
 
 
+def patch_model(testbed: Testbed, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    """A merge patch of the InferenceModel, as a person would make it with kubectl."""
+    kubectl(testbed, "patch", "im", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+
+
 def custom(api_client: Any) -> Any:
     return client.CustomObjectsApi(api_client)
 
@@ -148,17 +153,7 @@ def test_editing_max_num_seqs_rolls_the_deployment_and_observed_generation_follo
     wait_ready(api_client, namespace, name)
     before = apps.read_namespaced_deployment(name, namespace).metadata.generation
 
-    kubectl(
-        testbed,
-        "patch",
-        "im",
-        name,
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"batching": {"maxNumSeqs": 48}}}),
-    )
+    patch_model(testbed, namespace, name, {"spec": {"batching": {"maxNumSeqs": 48}}})
 
     def rolled() -> list[str] | None:
         args = engine_args_of(apps, namespace, name)
@@ -206,7 +201,7 @@ def test_unknown_extra_arg_degrades_and_leaves_the_running_deployment_untouched(
     deployment_before = apps.read_namespaced_deployment(name, namespace).metadata.resource_version
 
     patch = {"spec": {"engine": {"extraArgs": ["--enable-turbo-mode"]}}}
-    kubectl(testbed, "patch", "im", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+    patch_model(testbed, namespace, name, patch)
 
     def degraded() -> dict[str, Any] | None:
         found = condition(read_model(api_client, namespace, name), "Degraded")
@@ -224,17 +219,7 @@ def test_unknown_extra_arg_degrades_and_leaves_the_running_deployment_untouched(
     assert any(e.reason == "InvalidEngineArgs" and e.type == "Warning" for e in events.items)
 
     # Fixing the spec clears the condition.
-    kubectl(
-        testbed,
-        "patch",
-        "im",
-        name,
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"engine": {"extraArgs": []}}}),
-    )
+    patch_model(testbed, namespace, name, {"spec": {"engine": {"extraArgs": []}}})
     eventually(
         lambda: (
             (c := condition(read_model(api_client, namespace, name), "Degraded")) and c["status"] == "False"
@@ -253,7 +238,7 @@ def test_gpu_product_no_node_offers_degrades_without_touching_the_deployment(
     deployment_before = apps.read_namespaced_deployment(name, namespace).metadata.resource_version
 
     patch = {"spec": {"resources": {"gpu": {"product": "NVIDIA-B200"}}}}
-    kubectl(testbed, "patch", "im", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+    patch_model(testbed, namespace, name, patch)
 
     def degraded() -> dict[str, Any] | None:
         found = condition(read_model(api_client, namespace, name), "Degraded")
@@ -300,7 +285,7 @@ def test_operator_restart_changes_nothing_and_picks_up_edits_made_while_down(
         stop_operator(second)
 
     patch = {"spec": {"batching": {"maxNumBatchedTokens": 12288}}}
-    kubectl(testbed, "patch", "im", "restart-me", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+    patch_model(testbed, namespace, "restart-me", patch)
     third = start_operator(testbed, tmp_path / "third.log", namespaces=namespace, port=18081)
     try:
         eventually(
