@@ -408,7 +408,9 @@ class Engine:
         if steps_left < 2:
             return None
         for request in running:
-            if request.num_tokens - request.num_computed != 1:
+            # A request whose chunked prefill stopped one token short also has one token left to
+            # compute, but it has not produced a token yet: only true decodes fit a run.
+            if request.num_tokens - request.num_computed != 1 or request.last_token_s is None:
                 return None
         steps = self._steps_the_cache_allows(steps_left)
         if steps < 2:
