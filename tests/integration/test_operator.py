@@ -41,6 +41,14 @@ def namespace(testbed: Testbed, core: Any) -> Iterator[str]:
     core.delete_namespace(name)
 
 
+def apply_ready_example(testbed: Testbed, api_client: Any, namespace: str, example: str) -> str:
+    """Apply an example into ``namespace`` with kubectl, wait until it is Ready, return its name."""
+    body = load_example(REPO / "examples" / example, namespace)
+    kubectl(testbed, "apply", "-f", "-", stdin=yaml.safe_dump(body))
+    wait_ready(api_client, namespace, body["metadata"]["name"])
+    return str(body["metadata"]["name"])
+
+
 def patch_model(testbed: Testbed, namespace: str, name: str, patch: dict[str, Any]) -> None:
     """A merge patch of the InferenceModel, as a person would make it with kubectl."""
     kubectl(testbed, "patch", "im", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
@@ -147,10 +155,7 @@ def _children_exist(api_client: Any, namespace: str, name: str) -> bool:
 def test_editing_max_num_seqs_rolls_the_deployment_and_observed_generation_follows(
     testbed: Testbed, operator: OperatorProcess, api_client: Any, apps: Any, namespace: str
 ) -> None:
-    body = load_example(REPO / "examples" / "qwen2.5-1.5b-ngram-l4.yaml", namespace)
-    name = body["metadata"]["name"]
-    kubectl(testbed, "apply", "-f", "-", stdin=yaml.safe_dump(body))
-    wait_ready(api_client, namespace, name)
+    name = apply_ready_example(testbed, api_client, namespace, "qwen2.5-1.5b-ngram-l4.yaml")
     before = apps.read_namespaced_deployment(name, namespace).metadata.generation
 
     patch_model(testbed, namespace, name, {"spec": {"batching": {"maxNumSeqs": 48}}})
@@ -181,10 +186,7 @@ def test_editing_max_num_seqs_rolls_the_deployment_and_observed_generation_follo
 def test_converged_model_costs_zero_writes_on_resync(
     testbed: Testbed, operator: OperatorProcess, api_client: Any, namespace: str
 ) -> None:
-    body = load_example(REPO / "examples" / "llama-3.1-8b-fp8-h100.yaml", namespace)
-    name = body["metadata"]["name"]
-    kubectl(testbed, "apply", "-f", "-", stdin=yaml.safe_dump(body))
-    wait_ready(api_client, namespace, name)
+    name = apply_ready_example(testbed, api_client, namespace, "llama-3.1-8b-fp8-h100.yaml")
     time.sleep(3)  # let the last status write and rollout events settle
     before = children_versions(api_client, namespace, name)
     time.sleep(7)  # more than three resync periods of 2 s
@@ -194,10 +196,7 @@ def test_converged_model_costs_zero_writes_on_resync(
 def test_unknown_extra_arg_degrades_and_leaves_the_running_deployment_untouched(
     testbed: Testbed, operator: OperatorProcess, api_client: Any, apps: Any, namespace: str
 ) -> None:
-    body = load_example(REPO / "examples" / "qwen2.5-1.5b-ngram-l4.yaml", namespace)
-    name = body["metadata"]["name"]
-    kubectl(testbed, "apply", "-f", "-", stdin=yaml.safe_dump(body))
-    wait_ready(api_client, namespace, name)
+    name = apply_ready_example(testbed, api_client, namespace, "qwen2.5-1.5b-ngram-l4.yaml")
     deployment_before = apps.read_namespaced_deployment(name, namespace).metadata.resource_version
 
     patch = {"spec": {"engine": {"extraArgs": ["--enable-turbo-mode"]}}}
@@ -231,10 +230,7 @@ def test_unknown_extra_arg_degrades_and_leaves_the_running_deployment_untouched(
 def test_gpu_product_no_node_offers_degrades_without_touching_the_deployment(
     testbed: Testbed, operator: OperatorProcess, api_client: Any, apps: Any, namespace: str
 ) -> None:
-    body = load_example(REPO / "examples" / "qwen2.5-1.5b-ngram-l4.yaml", namespace)
-    name = body["metadata"]["name"]
-    kubectl(testbed, "apply", "-f", "-", stdin=yaml.safe_dump(body))
-    wait_ready(api_client, namespace, name)
+    name = apply_ready_example(testbed, api_client, namespace, "qwen2.5-1.5b-ngram-l4.yaml")
     deployment_before = apps.read_namespaced_deployment(name, namespace).metadata.resource_version
 
     patch = {"spec": {"resources": {"gpu": {"product": "NVIDIA-B200"}}}}
@@ -299,10 +295,7 @@ def test_operator_restart_changes_nothing_and_picks_up_edits_made_while_down(
 def test_hf_token_never_appears_in_args_env_status_events_or_logs(
     testbed: Testbed, operator: OperatorProcess, api_client: Any, apps: Any, namespace: str
 ) -> None:
-    body = load_example(REPO / "examples" / "llama-3.1-70b-awq-draft-4xh100.yaml", namespace)
-    name = body["metadata"]["name"]
-    kubectl(testbed, "apply", "-f", "-", stdin=yaml.safe_dump(body))
-    wait_ready(api_client, namespace, name)
+    name = apply_ready_example(testbed, api_client, namespace, "llama-3.1-70b-awq-draft-4xh100.yaml")
 
     deployment = apps.read_namespaced_deployment(name, namespace)
     container = deployment.spec.template.spec.containers[0]
