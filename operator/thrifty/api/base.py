@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 CEL_KEY = "x-kubernetes-validations"
@@ -24,6 +24,35 @@ class SpecModel(BaseModel):
         extra="forbid",
         use_attribute_docstrings=True,
     )
+
+
+class ObjectModel(BaseModel):
+    """A whole Kubernetes object of one of our kinds, as the apiserver returns it: typed spec and
+    status, metadata kept as the raw mapping, with the accessors every caller needs."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        frozen=True,
+        extra="ignore",
+    )
+
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace", ""))
+
+    @property
+    def generation(self) -> int | None:
+        generation = self.metadata.get("generation")
+        return generation if isinstance(generation, int) else None
 
 
 class StatusModel(BaseModel):

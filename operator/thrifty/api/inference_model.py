@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field, model_validator
 
-from thrifty.api.base import CelRule, SpecModel, cel_rules
+from thrifty.api.base import CelRule, ObjectModel, SpecModel, cel_rules
 from thrifty.api.batching import DEFAULT_MAX_NUM_SEQS, BatchingSpec
 from thrifty.api.engine import EngineSpec
 from thrifty.api.model import ModelSpec
@@ -134,7 +133,7 @@ class InferenceModelSpec(SpecModel):
         return 1 if self.replicas is None else self.replicas
 
 
-class InferenceModel(BaseModel):
+class InferenceModel(ObjectModel):
     """A whole InferenceModel object as the apiserver returns it.
 
     >>> model = InferenceModel.model_validate(body)   # body: the raw dict from kopf or the API
@@ -142,33 +141,10 @@ class InferenceModel(BaseModel):
     256
     """
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-        frozen=True,
-        extra="ignore",
-    )
-
     api_version: Literal["thrifty.dev/v1alpha1"] = API_VERSION
     kind: Literal["InferenceModel"] = KIND
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: InferenceModelSpec
     status: InferenceModelStatus | None = None
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", ""))
-
-    @property
-    def namespace(self) -> str:
-        return str(self.metadata.get("namespace", ""))
-
-    @property
-    def generation(self) -> int | None:
-        generation = self.metadata.get("generation")
-        return generation if isinstance(generation, int) else None
 
     @property
     def served_name(self) -> str:

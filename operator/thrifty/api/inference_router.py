@@ -4,12 +4,11 @@ fails, and keeps requests that share a prefix on the replica that holds it."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field, model_validator
 
-from thrifty.api.base import CelRule, SpecModel, cel_rules
+from thrifty.api.base import CelRule, ObjectModel, SpecModel, cel_rules
 from thrifty.api.router_policies import AdmissionSpec, AffinitySpec, EscalationSpec
 from thrifty.api.router_status import InferenceRouterStatus
 from thrifty.api.router_tiers import MAX_TIERS, SelectionSpec, TierSpec
@@ -116,7 +115,7 @@ class InferenceRouterSpec(SpecModel):
         raise ValueError(f"no tier named {name!r}; tiers are {', '.join(t.name for t in self.tiers)}")
 
 
-class InferenceRouter(BaseModel):
+class InferenceRouter(ObjectModel):
     """A whole InferenceRouter object as the apiserver returns it.
 
     >>> router = InferenceRouter.model_validate(body)
@@ -124,30 +123,7 @@ class InferenceRouter(BaseModel):
     ['llama-8b', 'llama-70b']
     """
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-        frozen=True,
-        extra="ignore",
-    )
-
     api_version: Literal["thrifty.dev/v1alpha1"] = "thrifty.dev/v1alpha1"
     kind: Literal["InferenceRouter"] = ROUTER_KIND
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: InferenceRouterSpec
     status: InferenceRouterStatus | None = None
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", ""))
-
-    @property
-    def namespace(self) -> str:
-        return str(self.metadata.get("namespace", ""))
-
-    @property
-    def generation(self) -> int | None:
-        generation = self.metadata.get("generation")
-        return generation if isinstance(generation, int) else None
