@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -59,3 +60,33 @@ def wait_for_nodes_ready(kubeconfig: Path, names: list[str], *, timeout: float =
             return
         time.sleep(0.3)
     raise TestbedError(f"nodes not Ready within {timeout:.0f}s: {sorted(pending)} (is kwok running?)")
+
+
+def service_account_kubeconfig(
+    admin_kubeconfig: Path, *, namespace: str, name: str, path: Path, expiration_seconds: int = 86400
+) -> Path:
+    """A kubeconfig that acts as a ServiceAccount, with a token from the TokenRequest API: what
+    the kubelet projects into a real pod. Processes the testbed runs for simulated pods (the
+    operator, routers) use it, so their RBAC is the one the cluster grants, not the admin's."""
+    api = core_api(admin_kubeconfig)
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_seconds)
+    )
+    token = api.create_namespaced_service_account_token(name, namespace, request).status.token
+    admin = yaml.safe_load(admin_kubeconfig.read_text())
+    cluster = admin["clusters"][0]
+    user = f"system:serviceaccount:{namespace}:{name}"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {"name": user, "context": {"cluster": cluster["name"], "user": user, "namespace": namespace}}
+        ],
+        "current-context": user,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+    return path
