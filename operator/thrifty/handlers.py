@@ -16,13 +16,21 @@ from typing import Any
 
 import kopf
 
-from thrifty.api import GROUP, PLURAL, VERSION
+from thrifty.api import GROUP, PLURAL, ROUTER_KIND, ROUTER_PLURAL, VERSION
 from thrifty.control import ScalingPolicy
 from thrifty.k8s import objects
 from thrifty.k8s.client import api_client
 from thrifty.reconcile.model import reconcile_model, reconcile_model_by_name
+from thrifty.reconcile.router import (
+    RouterSettings,
+    reconcile_router,
+    reconcile_router_by_name,
+    report_traffic,
+    routers_of_model,
+)
 from thrifty.reconcile.scaling import control_step
-from thrifty.render.labels import MANAGED_BY, MODEL_LABEL
+from thrifty.render import DEFAULT_ROUTER_CLUSTER_ROLE, DEFAULT_ROUTER_IMAGE
+from thrifty.render.labels import MANAGED_BY, MODEL_LABEL, ROUTER_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,12 @@ PROMETHEUS_URL = os.environ.get("THRIFTY_PROMETHEUS_URL", "")
 SCRAPE_SECONDS = float(os.environ.get("THRIFTY_SCRAPE_INTERVAL_SECONDS", "15"))
 # Compresses every duration of the control policy; <1 only on testbeds and in demos.
 CONTROL_TIME_SCALE = float(os.environ.get("THRIFTY_CONTROL_TIME_SCALE", "1"))
+ROUTERS = RouterSettings(
+    image=os.environ.get("THRIFTY_ROUTER_IMAGE") or DEFAULT_ROUTER_IMAGE,
+    cluster_role=os.environ.get("THRIFTY_ROUTER_CLUSTER_ROLE") or DEFAULT_ROUTER_CLUSTER_ROLE,
+)
+# The window over which each tier's share of a router's traffic is reported in its status.
+TRAFFIC_SHARE_SECONDS = 300.0
 
 
 @kopf.on.startup()
@@ -59,14 +73,40 @@ async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
 def model_event(type: str | None, body: kopf.Body, **_: Any) -> None:
     if type == "DELETED" or body.metadata.get("deletionTimestamp"):
         return  # owner references take the children away
-    reconcile_model(api_client(), _plain(body))
+    api = api_client()
+    reconcile_model(api, _plain(body))
+    _reconcile_routers_of(api, body.metadata.namespace or "", body.metadata.name or "")
+
+
+@kopf.on.event(GROUP, VERSION, ROUTER_PLURAL)
+def router_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+    if type == "DELETED" or body.metadata.get("deletionTimestamp"):
+        return
+    reconcile_router(api_client(), _plain(body), ROUTERS)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={**MANAGED_BY, MODEL_LABEL: kopf.PRESENT})
 def deployment_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-    """A Deployment's rollout moved: refresh its model's status."""
-    model = body.metadata.labels[MODEL_LABEL]
-    reconcile_model_by_name(api_client(), body.metadata.namespace or "", model)
+    """A model Deployment's rollout moved: refresh its model's status, and its routers' (their
+    ready endpoints and caps)."""
+    api = api_client()
+    namespace, model = body.metadata.namespace or "", body.metadata.labels[MODEL_LABEL]
+    reconcile_model_by_name(api, namespace, model)
+    _reconcile_routers_of(api, namespace, model)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={**MANAGED_BY, ROUTER_LABEL: kopf.PRESENT})
+def router_deployment_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+    """A router Deployment's rollout moved: refresh its router's status."""
+    router = body.metadata.labels[ROUTER_LABEL]
+    reconcile_router_by_name(api_client(), body.metadata.namespace or "", router, ROUTERS)
+
+
+def _reconcile_routers_of(api: Any, namespace: str, model: str) -> None:
+    """A model changed (its cap, its readiness): its routers' router.json and status follow."""
+    for router in routers_of_model(api, namespace, model):
+        if not router["metadata"].get("deletionTimestamp"):
+            reconcile_router(api, router, ROUTERS)
 
 
 async def _resync_forever() -> None:
@@ -84,6 +124,9 @@ def _resync_once() -> None:
     for body in objects.list_objects(api, f"{GROUP}/{VERSION}", "InferenceModel", namespace=None):
         if not body["metadata"].get("deletionTimestamp"):
             reconcile_model(api, body)
+    for body in objects.list_objects(api, f"{GROUP}/{VERSION}", ROUTER_KIND, namespace=None):
+        if not body["metadata"].get("deletionTimestamp"):
+            reconcile_router(api, body, ROUTERS)
 
 
 async def _control_forever(prometheus_url: str) -> None:
@@ -107,6 +150,17 @@ async def _control_forever(prometheus_url: str) -> None:
 def _control_once(windows: Any) -> None:
     api = api_client()
     now = datetime.datetime.now(datetime.UTC)
+    routers = [
+        body
+        for body in objects.list_objects(api, f"{GROUP}/{VERSION}", ROUTER_KIND, namespace=None)
+        if not body["metadata"].get("deletionTimestamp")
+    ]
+    # A model behind a router gets its per-replica cap enforced there; the policy counts on it.
+    routed = {
+        (body["metadata"]["namespace"], tier.get("model"))
+        for body in routers
+        for tier in (body.get("spec") or {}).get("tiers") or ()
+    }
     for body in objects.list_objects(api, f"{GROUP}/{VERSION}", "InferenceModel", namespace=None):
         if body["metadata"].get("deletionTimestamp"):
             continue
@@ -116,6 +170,7 @@ def _control_once(windows: Any) -> None:
                 windows.read,
                 body,
                 now=now,
+                behind_router=(body["metadata"]["namespace"], body["metadata"]["name"]) in routed,
                 sample_interval_s=CONTROL_SECONDS,
                 time_scale=CONTROL_TIME_SCALE,
             )
@@ -123,6 +178,11 @@ def _control_once(windows: Any) -> None:
             log.exception(
                 "control step for %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"]
             )
+    for body in routers:
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        shares = windows.metrics.tier_shares(namespace=namespace, router=name, span_s=TRAFFIC_SHARE_SECONDS)
+        if shares:
+            report_traffic(api, body, shares)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def test_example_is_a_valid_namespaced_inference_model(path: Path) -> None:
 
 
 def test_examples_run_on_gpus_the_testbed_offers() -> None:
-    products = {pool.gpu.product for pool in load_node_profile(TESTBED_DIR / "nodes.yaml").pools}
+    products = {pool.gpu.product for pool in load_node_profile(TESTBED_DIR / "nodes.yaml").pools if pool.gpu}
     assert {model.gpu_product for model in by_name().values()} <= products
 
 

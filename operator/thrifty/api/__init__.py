@@ -23,7 +23,7 @@ from thrifty.api.inference_model import (
     InferenceModel,
     InferenceModelSpec,
 )
-from thrifty.api.inference_router import InferenceRouter, InferenceRouterSpec
+from thrifty.api.inference_router import ROUTER_KIND, ROUTER_PLURAL, InferenceRouter, InferenceRouterSpec
 from thrifty.api.model import ModelSpec, SourceParts, split_source
 from thrifty.api.quantization import QuantizationSpec
 from thrifty.api.resources import GPU_PRODUCT_LABEL, GPU_RESOURCE, GpuSpec, ResourcesSpec, Toleration
@@ -61,6 +61,8 @@ __all__ = [
     "KIND",
     "MANAGED_FLAGS",
     "PLURAL",
+    "ROUTER_KIND",
+    "ROUTER_PLURAL",
     "VERSION",
     "AdmissionSpec",
     "AffinityKey",

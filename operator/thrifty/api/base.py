@@ -39,6 +39,7 @@ class ObjectModel(BaseModel):
         extra="ignore",
     )
 
+    kind: str
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @property

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from thrifty.api import InferenceModel
 from thrifty.control import MetricsWindow, ScalingPolicy
-from thrifty.metrics.queries import ModelSelector, WindowQueries, window_queries
-from thrifty.metrics.window_builder import WindowResults, build_window
+from thrifty.metrics.queries import ModelSelector, WindowQueries, tier_requests_query, window_queries
+from thrifty.metrics.window_builder import WindowResults, build_window, number
 
 
 class PrometheusApi(Protocol):
@@ -69,6 +69,25 @@ class PrometheusMetrics:
         except Exception as error:  # any transport or API failure becomes a named hold reason
             errors.append(f"{name} from {self.url}: {type(error).__name__}: {error}")
             return []
+
+    def tier_shares(self, *, namespace: str, router: str, span_s: float) -> dict[str, float] | None:
+        """Each tier's share of the requests one router answered over the span; None when the
+        router reported nothing (no traffic yet, or Prometheus unreachable)."""
+        try:
+            result = self._api.custom_query(
+                tier_requests_query(namespace=namespace, router=router, span_s=span_s)
+            )
+        except Exception:  # the share is informative only: a failed read leaves status as it is
+            return None
+        counts = {
+            str(sample["metric"].get("tier", "")): value
+            for sample in result or ()
+            if (value := number(sample.get("value", (0, None))[1])) is not None
+        }
+        total = sum(counts.values())
+        if total <= 0:
+            return None
+        return {tier: count / total for tier, count in counts.items() if tier}
 
     def window(
         self,

@@ -85,3 +85,13 @@ def window_queries(model: ModelSelector, *, step_s: float, rate_s: float = 60.0)
         itl_buckets=f"sum by (le) (rate({ITL}_bucket{match}[{rate}]))",
         last_scrape=f"max by (pod) (timestamp({RUNNING}{match}))",
     )
+
+
+ROUTER_REQUESTS = "thrifty_router_requests_total"
+
+
+def tier_requests_query(*, namespace: str, router: str, span_s: float) -> str:
+    """Requests each tier of one router answered over the span (label `tier`), across its pods.
+    Router series carry the pod label `thrifty.dev/router` as `thrifty_dev_router`."""
+    matchers = f"{{namespace={quote(namespace)},thrifty_dev_router={quote(router)}}}"
+    return f"sum by (tier) (increase({ROUTER_REQUESTS}{matchers}[{_duration(span_s)}]))"

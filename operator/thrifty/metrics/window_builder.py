@@ -22,7 +22,7 @@ RangeResult = Sequence[Mapping[str, Any]]
 InstantResult = Sequence[Mapping[str, Any]]
 
 
-def _number(text: Any) -> float | None:
+def number(text: Any) -> float | None:
     try:
         value = float(text)
     except (TypeError, ValueError):
@@ -37,7 +37,7 @@ def by_pod(result: RangeResult) -> dict[str, dict[float, float]]:
         pod = str(series.get("metric", {}).get("pod", ""))
         points = out.setdefault(pod, {})
         for stamp, text in series.get("values", ()):
-            value = _number(text)
+            value = number(text)
             if value is not None:
                 points[float(stamp)] = value
     return out
@@ -46,14 +46,14 @@ def by_pod(result: RangeResult) -> dict[str, dict[float, float]]:
 def model_wide(result: RangeResult) -> dict[float, float]:
     """time -> value of a query with one series (the first is taken)."""
     for series in result:
-        return {float(t): v for t, text in series.get("values", ()) if (v := _number(text)) is not None}
+        return {float(t): v for t, text in series.get("values", ()) if (v := number(text)) is not None}
     return {}
 
 
 def instant_by_pod(result: InstantResult) -> dict[str, float]:
     out: dict[str, float] = {}
     for series in result:
-        value = _number(series.get("value", (None, None))[1])
+        value = number(series.get("value", (None, None))[1])
         if value is not None:
             out[str(series.get("metric", {}).get("pod", ""))] = value
     return out
@@ -88,14 +88,14 @@ def slow_shares(result: RangeResult, threshold: float) -> dict[float, float]:
     """time -> share of ITL observations above `threshold`, from a `sum by (le)` range result."""
     per_time: dict[float, dict[float, float]] = {}
     for series in result:
-        bound = _number(series.get("metric", {}).get("le", "nan"))
+        bound = number(series.get("metric", {}).get("le", "nan"))
         le_text = str(series.get("metric", {}).get("le", ""))
         if le_text == "+Inf":
             bound = math.inf
         if bound is None:
             continue
         for stamp, text in series.get("values", ()):
-            value = _number(text)
+            value = number(text)
             if value is not None:
                 per_time.setdefault(float(stamp), {})[bound] = value
     shares = {}

@@ -18,9 +18,9 @@ from pydantic import ValidationError
 
 from thrifty.api import API_VERSION, GPU_PRODUCT_LABEL, KIND, InferenceModel, describe_validation_error
 from thrifty.k8s import objects
-from thrifty.k8s.events import record_event
-from thrifty.reconcile.status import Problem, condition_transitions, engine_max_num_seqs, model_status
+from thrifty.reconcile.status import Problem, engine_max_num_seqs, model_status
 from thrifty.reconcile.telemetry import RECONCILES
+from thrifty.reconcile.write_status import write_status
 from thrifty.render import desired_children, model_selector
 from thrifty.vllm_args import InvalidEngineArgs
 
@@ -122,15 +122,5 @@ def _reconcile(api: client.ApiClient, body: dict[str, Any]) -> dict[str, Any]:
         problem=problem,
         now=datetime.datetime.now(datetime.UTC),
     )
-    if status != before:
-        objects.patch_status(api, body, status)
-    for condition in condition_transitions(before, status):
-        warning = condition["type"] == "Degraded" and condition["status"] == "True"
-        record_event(
-            api,
-            body,
-            reason=condition["reason"],
-            message=f"{condition['type']}={condition['status']}: {condition['message']}",
-            event_type="Warning" if warning else "Normal",
-        )
+    write_status(api, body, status)
     return status

@@ -25,7 +25,7 @@ def timestamp(now: datetime.datetime) -> str:
     return now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _condition(
+def condition(
     previous: dict[str, dict[str, Any]],
     kind: ConditionType,
     status: bool,
@@ -48,6 +48,23 @@ def _condition(
     if generation is not None:
         condition["observedGeneration"] = generation
     return condition
+
+
+def rollout(deployment: dict[str, Any] | None) -> tuple[int, int, int, int, bool]:
+    """(desired, ready, updated, total replicas, rolled out) of a Deployment as last observed."""
+    spec = (deployment or {}).get("spec", {})
+    observed = (deployment or {}).get("status", {})
+    desired = int(spec.get("replicas", 0) or 0)
+    ready = int(observed.get("readyReplicas", 0) or 0)
+    updated = int(observed.get("updatedReplicas", 0) or 0)
+    total = int(observed.get("replicas", 0) or 0)
+    rolled_out = (
+        deployment is not None
+        and observed.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+        and updated == desired
+        and total == desired
+    )
+    return desired, ready, updated, total, rolled_out
 
 
 def engine_max_num_seqs(deployment: dict[str, Any] | None) -> int | None:
@@ -77,18 +94,7 @@ def model_status(
     previous_status: dict[str, Any] = dict(body.get("status") or {})
     previous = {c["type"]: c for c in previous_status.get("conditions") or [] if "type" in c}
     generation = body.get("metadata", {}).get("generation")
-    dep_spec = (deployment or {}).get("spec", {})
-    dep_status = (deployment or {}).get("status", {})
-    desired = int(dep_spec.get("replicas", 0) or 0)
-    ready = int(dep_status.get("readyReplicas", 0) or 0)
-    updated = int(dep_status.get("updatedReplicas", 0) or 0)
-    total = int(dep_status.get("replicas", 0) or 0)
-    rolled_out = (
-        deployment is not None
-        and dep_status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
-        and updated == desired
-        and total == desired
-    )
+    desired, ready, updated, total, rolled_out = rollout(deployment)
 
     if deployment is None:
         is_ready, ready_reason, ready_message = (
@@ -114,7 +120,7 @@ def model_status(
         degraded = (False, "AsExpected", "the spec is carried out as written")
 
     conditions = [
-        _condition(
+        condition(
             previous,
             ConditionType.READY,
             is_ready,
@@ -123,8 +129,8 @@ def model_status(
             now=now,
             generation=generation,
         ),
-        _condition(previous, ConditionType.PROGRESSING, *progressing, now=now, generation=generation),
-        _condition(previous, ConditionType.DEGRADED, *degraded, now=now, generation=generation),
+        condition(previous, ConditionType.PROGRESSING, *progressing, now=now, generation=generation),
+        condition(previous, ConditionType.DEGRADED, *degraded, now=now, generation=generation),
     ]
     if ConditionType.METRICS_AVAILABLE.value in previous:
         conditions.append(previous[ConditionType.METRICS_AVAILABLE.value])

@@ -1,4 +1,4 @@
-"""Labels that tie children to their InferenceModel; the selector must never change for a model."""
+"""Labels that tie children to their InferenceModel or InferenceRouter; selectors never change."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from thrifty.api import InferenceModel
 
 MODEL_LABEL = "thrifty.dev/model"
 ROLE_LABEL = "thrifty.dev/role"
+ROUTER_LABEL = "thrifty.dev/router"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "thrifty"}
 
 

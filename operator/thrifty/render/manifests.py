@@ -8,7 +8,8 @@ from typing import Any
 import jinja2
 import yaml
 
-from thrifty.api import API_VERSION, GPU_PRODUCT_LABEL, GPU_RESOURCE, KIND, InferenceModel
+from thrifty.api import API_VERSION, GPU_PRODUCT_LABEL, GPU_RESOURCE, InferenceModel
+from thrifty.api.base import ObjectModel
 from thrifty.render.engine_args import ENGINE_PORT, PVC_MOUNT, engine_args
 from thrifty.render.labels import model_labels, model_selector
 
@@ -27,21 +28,21 @@ def _templates() -> jinja2.Environment:
     )
 
 
-def _render(template: str, **values: Any) -> dict[str, Any]:
+def render_template(template: str, **values: Any) -> dict[str, Any]:
     rendered: dict[str, Any] = yaml.safe_load(_templates().get_template(template).render(**values))
     return rendered
 
 
-def _owner_references(model: InferenceModel) -> list[dict[str, Any]]:
-    """Children are garbage-collected with their model, so deletion needs no finalizer."""
-    uid = model.metadata.get("uid")
+def owner_references(owner: ObjectModel) -> list[dict[str, Any]]:
+    """Children are garbage-collected with their owner, so deletion needs no finalizer."""
+    uid = owner.metadata.get("uid")
     if not uid:
         return []
     return [
         {
             "apiVersion": API_VERSION,
-            "kind": KIND,
-            "name": model.name,
+            "kind": owner.kind,
+            "name": owner.name,
             "uid": uid,
             "controller": True,
             "blockOwnerDeletion": True,
@@ -55,7 +56,7 @@ def _common(model: InferenceModel) -> dict[str, Any]:
         "namespace": model.namespace,
         "labels": model_labels(model),
         "selector": model_selector(model),
-        "owner_references": _owner_references(model),
+        "owner_references": owner_references(model),
         "port": ENGINE_PORT,
     }
 
@@ -129,7 +130,7 @@ def desired_deployment(
     tolerations += [t.model_dump(by_alias=True, exclude_none=True) for t in spec.resources.tolerations]
     if replicas is None:
         replicas = spec.scaling.replicas.min if spec.scaling_enabled and spec.scaling else spec.fixed_replicas
-    return _render(
+    return render_template(
         "deployment.yaml.j2",
         **_common(model),
         replicas=replicas,
@@ -145,11 +146,11 @@ def desired_deployment(
 
 
 def desired_service(model: InferenceModel) -> dict[str, Any]:
-    return _render("service.yaml.j2", **_common(model))
+    return render_template("service.yaml.j2", **_common(model))
 
 
 def desired_pod_disruption_budget(model: InferenceModel) -> dict[str, Any]:
-    return _render("pdb.yaml.j2", **_common(model))
+    return render_template("pdb.yaml.j2", **_common(model))
 
 
 def desired_children(
