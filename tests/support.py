@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
 
 from thrifty.testbed.cluster import Testbed
 
@@ -35,3 +38,18 @@ def kubectl(testbed: Testbed, *args: str, stdin: str | None = None, check: bool 
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
     return result.stdout + (result.stderr if not check else "")
+
+
+def load_example(path: Path, namespace: str) -> dict[str, Any]:
+    """An example manifest, moved into ``namespace``."""
+    body: dict[str, Any] = yaml.safe_load(path.read_text())
+    body["metadata"]["namespace"] = namespace
+    return body
+
+
+def condition(body: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """The status condition of type ``kind`` of a Thrifty object, if it has one."""
+    for item in (body.get("status") or {}).get("conditions") or []:
+        if item["type"] == kind:
+            return dict(item)
+    return None

@@ -16,18 +16,12 @@ import yaml
 from kubernetes import client
 
 from conftest import OperatorProcess, start_operator, stop_operator
-from support import eventually, kubectl
+from support import condition, eventually, kubectl, load_example
 from thrifty.testbed.cluster import Testbed
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 CANARY_TOKEN = "hf_CANARY" + uuid.uuid4().hex  # must never show up anywhere but the Secret
-
-
-def load_example(path: Path, namespace: str) -> dict[str, Any]:
-    body: dict[str, Any] = yaml.safe_load(path.read_text())
-    body["metadata"]["namespace"] = namespace
-    return body
 
 
 @pytest.fixture
@@ -63,13 +57,6 @@ def read_model(api_client: Any, namespace: str, name: str) -> dict[str, Any]:
         "thrifty.dev", "v1alpha1", namespace, "inferencemodels", name
     )
     return body
-
-
-def condition(body: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for item in (body.get("status") or {}).get("conditions") or []:
-        if item["type"] == kind:
-            return dict(item)
-    return None
 
 
 def children_versions(api_client: Any, namespace: str, name: str) -> dict[str, str]:

@@ -21,6 +21,8 @@ _PLURALS: dict[tuple[str, str], str] = {
     ("v1", "Pod"): "pods",
     ("v1", "Node"): "nodes",
     ("v1", "Event"): "events",
+    ("v1", "ServiceAccount"): "serviceaccounts",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("discovery.k8s.io/v1", "EndpointSlice"): "endpointslices",
     ("thrifty.dev/v1alpha1", "InferenceModel"): "inferencemodels",
