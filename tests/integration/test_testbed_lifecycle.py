@@ -34,10 +34,11 @@ def test_up_reports_nodes_and_down_leaves_no_process_or_state(tmp_path: Path) ->
         "kwok",
         "prometheus",
         "twins",
+        "routers",
     }
     assert all(pid_alive(pid) for pid in pids.values())
-    # `up` ends by describing the testbed: every simulated GPU node is listed Ready.
-    for node in ("h100-0", "h100-3", "l4-1"):
+    # `up` ends by describing the testbed: every simulated node, GPU or CPU, is listed Ready.
+    for node in ("h100-0", "h100-3", "l4-1", "cpu-1"):
         assert any(line.startswith(node) and " True " in line for line in up.stdout.splitlines()), up.stdout
     print(f"warm `thrifty testbed up`: {up_seconds:.1f}s")
 

@@ -42,6 +42,8 @@ class Network:
     service_cidr: str = "10.96.0.0/16"
     service_ip: str = "10.96.0.1"
     etcd_port: int = 2379
+    # Distinct per testbed too: etcd binds it even as a one-member cluster.
+    etcd_peer_port: int = 2380
     apiserver_port: int = 6443
     controller_manager_port: int = 10257
     scheduler_port: int = 10259
@@ -146,6 +148,7 @@ class Testbed:
         net, state = self.network, self.state_dir
         tls = _tls_context(pki)
         etcd_url = f"http://127.0.0.1:{net.etcd_port}"
+        peer_url = f"http://127.0.0.1:{net.etcd_peer_port}"
         etcd = self._start(
             "etcd",
             [
@@ -153,9 +156,9 @@ class Testbed:
                 f"--data-dir={state / 'etcd'}",
                 f"--listen-client-urls={etcd_url}",
                 f"--advertise-client-urls={etcd_url}",
-                "--listen-peer-urls=http://127.0.0.1:2380",
-                "--initial-advertise-peer-urls=http://127.0.0.1:2380",
-                "--initial-cluster=testbed=http://127.0.0.1:2380",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=testbed={peer_url}",
                 # A throwaway cluster: durability is not worth the fsync latency on a small disk.
                 "--unsafe-no-fsync",
                 "--log-level=warn",
@@ -247,6 +250,16 @@ class Testbed:
         if self.twin_load_seconds is not None:
             twins.append(f"--load-seconds={self.twin_load_seconds}")
         self._start_command("twins", twins)
+        self._start_command(
+            "routers",
+            [
+                sys.executable,
+                "-m",
+                "thrifty.testbed.routers",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--state-dir={self.state_dir}",
+            ],
+        )
 
     def _launch_prometheus(self) -> Component:
         prometheus_yaml = self.state_dir / "prometheus.yml"

@@ -1,4 +1,5 @@
-"""A readable picture of a running testbed: its GPU nodes and Prometheus's scrape targets."""
+"""A readable picture of a running testbed: its nodes (GPU product and count where a node has GPUs,
+`-` and 0 on CPU nodes) and Prometheus's scrape targets."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""The node profile: a declarative list of simulated GPU node pools, and the Node objects it makes."""
+"""The node profile: a declarative list of simulated node pools, and the Node objects it makes.
+
+A pool with `gpu` stands for GPU nodes: nvidia.com/gpu capacity, the labels NVIDIA's GPU operator
+sets and the usual GPU taint, so only pods that ask for GPUs land there. A pool without it is
+plain CPU nodes, where everything else runs (routers, the operator, `helm test` pods)."""
 
 from __future__ import annotations
 
@@ -26,12 +30,20 @@ class GpuSpec(_Strict):
 
 
 class NodePool(_Strict):
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    count: int = Field(ge=1)
-    cpu: str
-    memory: str
-    gpu: GpuSpec
-    hourly_usd: float = Field(alias="hourlyUSD", ge=0)
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="Nodes are named `<name>-<index>`."
+    )
+    count: int = Field(ge=1, description="How many nodes of this pool.")
+    cpu: str = Field(description='CPU capacity of one node, a Kubernetes quantity, e.g. "32".')
+    memory: str = Field(description="Memory capacity of one node, a Kubernetes quantity, e.g. 128Gi.")
+    gpu: GpuSpec | None = Field(
+        default=None, description="The node's GPUs; leave it out for a CPU node (no GPU labels, no taint)."
+    )
+    hourly_usd: float = Field(
+        alias="hourlyUSD",
+        ge=0,
+        description="Informative price for the cost view: per GPU on a GPU pool, per node on a CPU pool.",
+    )
 
 
 class NodeProfile(_Strict):
@@ -45,42 +57,35 @@ def load_node_profile(path: Path) -> NodeProfile:
 
 def desired_nodes(profile: NodeProfile) -> list[dict[str, Any]]:
     """The Node objects for a profile, with status.capacity set (nodes accept status on create)."""
-    nodes = []
-    for pool in profile.pools:
-        for index in range(pool.count):
-            resources = {
-                "cpu": pool.cpu,
-                "memory": pool.memory,
-                "pods": "110",
-                GPU_RESOURCE: str(pool.gpu.count),
-            }
-            nodes.append(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Node",
-                    "metadata": {
-                        "name": f"{pool.name}-{index}",
-                        "annotations": {KWOK_NODE_ANNOTATION: "fake"},
-                        "labels": {
-                            "kubernetes.io/hostname": f"{pool.name}-{index}",
-                            "kubernetes.io/os": "linux",
-                            "kubernetes.io/arch": "amd64",
-                            "type": "kwok",
-                            "thrifty.dev/node-pool": pool.name,
-                            "nvidia.com/gpu.present": "true",
-                            GPU_PRODUCT_LABEL: pool.gpu.product,
-                            "nvidia.com/gpu.family": pool.gpu.family,
-                            "nvidia.com/gpu.count": str(pool.gpu.count),
-                            "nvidia.com/gpu.memory": str(pool.gpu.memory_mib),
-                        },
-                    },
-                    "spec": {
-                        "taints": [{"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}],
-                    },
-                    "status": {
-                        "capacity": resources,
-                        "allocatable": resources,
-                    },
-                }
-            )
-    return nodes
+    return [node(pool, index) for pool in profile.pools for index in range(pool.count)]
+
+
+def node(pool: NodePool, index: int) -> dict[str, Any]:
+    """Node `<pool>-<index>`; GPU capacity, labels and taint only when the pool has GPUs."""
+    name = f"{pool.name}-{index}"
+    resources = {"cpu": pool.cpu, "memory": pool.memory, "pods": "110"}
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "type": "kwok",
+        "thrifty.dev/node-pool": pool.name,
+    }
+    spec: dict[str, Any] = {}
+    if pool.gpu is not None:
+        resources[GPU_RESOURCE] = str(pool.gpu.count)
+        labels |= {
+            "nvidia.com/gpu.present": "true",
+            GPU_PRODUCT_LABEL: pool.gpu.product,
+            "nvidia.com/gpu.family": pool.gpu.family,
+            "nvidia.com/gpu.count": str(pool.gpu.count),
+            "nvidia.com/gpu.memory": str(pool.gpu.memory_mib),
+        }
+        spec["taints"] = [{"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "annotations": {KWOK_NODE_ANNOTATION: "fake"}, "labels": labels},
+        "spec": spec,
+        "status": {"capacity": resources, "allocatable": dict(resources)},
+    }

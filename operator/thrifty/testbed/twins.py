@@ -12,16 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import logging
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from thrifty.k8s import objects
 from thrifty.testbed.kube import core_api
 from thrifty.testbed.nodes import GPU_PRODUCT_LABEL
+from thrifty.testbed.pod_readiness import set_pod_ready
 from thrifty.twin import TwinConfigError, TwinServer, engine_config_from_vllm_args
 from thrifty.vllm_args import InvalidEngineArgs, parse_engine_args
 
@@ -117,24 +116,8 @@ class Launcher:
         return self.node_products[node_name]
 
     def _patch_ready(self, served: ServedPod) -> None:
-        pod = objects.read(self.api.api_client, "v1", "Pod", served.name, namespace=served.namespace)
-        if pod is None or pod["metadata"]["uid"] != served.uid:
-            return
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        status = pod["status"]
-        for condition in status.get("conditions", []):
-            if condition["type"] in ("Ready", "ContainersReady"):
-                condition.update(status="True", lastTransitionTime=now)
-                condition.pop("reason", None)
-        for container in status.get("containerStatuses", []):
-            container["ready"] = True
-        objects.patch_status(
-            self.api.api_client,
-            pod,
-            {
-                "conditions": status.get("conditions", []),
-                "containerStatuses": status.get("containerStatuses", []),
-            },
+        set_pod_ready(
+            self.api.api_client, namespace=served.namespace, name=served.name, uid=served.uid, ready=True
         )
 
     async def _stop(self, uid: str) -> None:
