@@ -298,3 +298,21 @@ def test_servers_in_one_process_have_their_own_addresses_and_metrics() -> None:
         assert metric(second_metrics, "vllm:generation_tokens_total", model_name="other") == 0
 
     asyncio.run(main())
+
+
+def test_a_dead_engine_answers_500_to_requests_and_health_until_it_heals() -> None:
+    async def check(server: TwinServer, session: aiohttp.ClientSession) -> None:
+        await server.wait_ready()
+        server.fault = "CUDA error: an illegal memory access"
+        async with session.post(f"{server.url}/v1/completions", json={"prompt": "hi"}) as response:
+            assert response.status == 500
+            assert "illegal memory access" in (await response.json())["error"]["message"]
+        async with session.get(f"{server.url}/health") as response:
+            assert response.status == 500
+        server.fault = None
+        async with session.post(
+            f"{server.url}/v1/completions", json={"prompt": "hi", "max_tokens": 2}
+        ) as response:
+            assert response.status == 200
+
+    serve(check)

@@ -27,6 +27,10 @@ from thrifty.vllm_args import InvalidEngineArgs, parse_engine_args
 log = logging.getLogger("thrifty.twins")
 
 ENGINE_SELECTOR = "app.kubernetes.io/name=vllm"
+FAULT_ANNOTATION = "testbed.thrifty.dev/fault"
+"""Set on a vLLM pod, the pod's twin plays an engine that died (the value is the message):
+requests answer 500 and /health 500. Removing it heals the twin. Tests use it to fail a tier's
+replicas while their endpoints are still listed, as happens before the readiness probe notices."""
 POLL_SECONDS = 0.5
 
 
@@ -79,6 +83,12 @@ class Launcher:
         for uid, pod in live.items():
             if uid not in self.served:
                 await self._start(pod)
+            server = self.served[uid].server
+            if server is not None:
+                fault = (pod.metadata.annotations or {}).get(FAULT_ANNOTATION)
+                if fault != server.fault:
+                    log.info("%s/%s: fault %r", pod.metadata.namespace, pod.metadata.name, fault)
+                    server.fault = fault
 
     async def _start(self, pod: Any) -> None:
         served = ServedPod(

@@ -72,6 +72,10 @@ class TwinServer:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._created = int(time.time())
+        self.fault: str | None = None
+        """Set: the twin plays a vLLM whose engine died (the message says why). Inference
+        requests answer 500 and /health answers 500, as vLLM does after an EngineDeadError;
+        the testbed sets it from a pod annotation to show what the router does about it."""
 
     @property
     def ready(self) -> bool:
@@ -164,6 +168,8 @@ class TwinServer:
     # ---- HTTP handlers ----
 
     async def _health(self, _request: web.Request) -> web.Response:
+        if self.fault is not None:
+            return web.Response(status=500)
         return web.Response(status=200 if self.ready else 503)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
@@ -183,6 +189,8 @@ class TwinServer:
         return await self._serve(request, "chat")
 
     async def _serve(self, request: web.Request, kind: Kind) -> web.StreamResponse:
+        if self.fault is not None:
+            return _error(ApiError(500, f"engine dead: {self.fault}", error_type="InternalServerError"))
         if not self.ready:
             return _error(ApiError(503, "the model is still loading", error_type="ServiceUnavailableError"))
         try:
