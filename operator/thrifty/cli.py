@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -75,8 +76,12 @@ def _operator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="watch only this namespace (repeatable; default: all)",
     )
     operator.add_argument("--verbose", action="store_true", help="log every handler run")
+    metrics_port = os.environ.get("THRIFTY_METRICS_PORT")
     operator.add_argument(
-        "--metrics-port", type=int, default=None, help="serve the operator's Prometheus metrics on this port"
+        "--metrics-port",
+        type=int,
+        default=int(metrics_port) if metrics_port else None,
+        help="serve the operator's Prometheus metrics on this port (default $THRIFTY_METRICS_PORT, else none)",
     )
     operator.add_argument(
         "--liveness", default=None, help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
