@@ -127,6 +127,10 @@ class OperatorValues(ValuesModel):
     Operator creates for a Prometheus in namespace `monitoring`. Without a reachable Prometheus
     the loop holds every model still and reports MetricsAvailable=False."""
 
+    control_seconds: Annotated[int, Field(ge=1, le=600)] = 15
+    """How often the control loop steps every model with scaling enabled (THRIFTY_CONTROL_SECONDS);
+    about the Prometheus scrape interval, since a step between two scrapes sees nothing new."""
+
     verbose: bool = False
     """Log every handler run (`thrifty operator --verbose`)."""
 
@@ -159,6 +163,11 @@ class OperatorValues(ValuesModel):
 
     pod_labels: StringMap = {}
     """Extra labels on the operator pod."""
+
+    extra_env: Annotated[tuple[dict[str, Any], ...], Field(max_length=32)] = ()
+    """Extra environment variables of the operator container (Kubernetes `EnvVar` objects), e.g.
+    `{name: THRIFTY_CONTROL_TIME_SCALE, value: "0.1"}` to compress the control loop's durations
+    on a demo cluster."""
 
 
 class RouterValues(ValuesModel):
