@@ -12,9 +12,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-demo: venv testbed-build ## bring up the testbed and show its GPU nodes and Prometheus targets
-	$(THRIFTY) testbed up
-	@echo; echo "the testbed stays up: 'make shell' for kubectl inside it, 'make down' to stop it"
+demo: venv testbed-build ## the product tour: Helm install, examples and a router, a trace through it, a live table, a PNG
+	$(THRIFTY) testbed up --twin-load-seconds 10
+	$(THRIFTY) testbed shell -- $(PY) -m demo
 
 test: deps venv vllm-venv testbed-build lint ## install everything, lint, then run every test inside a fresh network namespace
 	testbed/netns.sh $(VENV)/bin/pytest -ra
@@ -23,8 +23,8 @@ unit: venv testbed-build ## unit tests only (seconds, no cluster; the chart chec
 	$(VENV)/bin/pytest -ra tests/unit
 
 lint: venv ## ruff, mypy --strict and the import-layer contract
-	$(VENV)/bin/ruff check operator tests tools bench
-	$(VENV)/bin/ruff format --check operator tests tools bench
+	$(VENV)/bin/ruff check operator tests tools bench demo
+	$(VENV)/bin/ruff format --check operator tests tools bench demo
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

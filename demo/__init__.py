@@ -1,0 +1,1 @@
+"""`make demo`: the product tour on the local testbed (see tour.py)."""
