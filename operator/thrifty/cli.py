@@ -91,8 +91,9 @@ def _operator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
 def _run_operator(args: argparse.Namespace) -> int:
     import kopf
 
-    import thrifty.handlers  # noqa: F401  (registers the handlers)
+    import thrifty.handlers  # registers the handlers
 
+    thrifty.handlers.watch_namespaces(args.namespace)
     kopf.configure(verbose=args.verbose)
     if args.metrics_port is not None:
         import prometheus_client

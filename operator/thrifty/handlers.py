@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import fnmatch
 import logging
 import os
 from typing import Any
 
 import kopf
 
-from thrifty.api import GROUP, PLURAL, ROUTER_KIND, ROUTER_PLURAL, VERSION
+from thrifty.api import GROUP, KIND, PLURAL, ROUTER_KIND, ROUTER_PLURAL, VERSION
 from thrifty.control import ScalingPolicy
 from thrifty.k8s import objects
 from thrifty.k8s.client import api_client
@@ -46,6 +47,35 @@ ROUTERS = RouterSettings(
 )
 # The window over which each tier's share of a router's traffic is reported in its status.
 TRAFFIC_SHARE_SECONDS = 300.0
+
+
+_namespaces: tuple[str, ...] = ()
+
+
+def watch_namespaces(patterns: list[str]) -> None:
+    """The operator's --namespace patterns: kopf watches only those, and so do the resync and
+    control loops, which list objects themselves."""
+    global _namespaces
+    _namespaces = tuple(patterns)
+
+
+def watched(namespace: str) -> bool:
+    """kopf's rule: no patterns means every namespace; `!pattern` excludes; otherwise a name must
+    match one of the patterns."""
+    excluded = [p[1:] for p in _namespaces if p.startswith("!")]
+    included = [p for p in _namespaces if not p.startswith("!")]
+    if any(fnmatch.fnmatchcase(namespace, p) for p in excluded):
+        return False
+    return not included or any(fnmatch.fnmatchcase(namespace, p) for p in included)
+
+
+def _live(api: Any, kind: str) -> list[dict[str, Any]]:
+    """Every object of one of our kinds in the watched namespaces, not being deleted."""
+    return [
+        body
+        for body in objects.list_objects(api, f"{GROUP}/{VERSION}", kind, namespace=None)
+        if watched(body["metadata"]["namespace"]) and not body["metadata"].get("deletionTimestamp")
+    ]
 
 
 @kopf.on.startup()
@@ -121,12 +151,10 @@ async def _resync_forever() -> None:
 
 def _resync_once() -> None:
     api = api_client()
-    for body in objects.list_objects(api, f"{GROUP}/{VERSION}", "InferenceModel", namespace=None):
-        if not body["metadata"].get("deletionTimestamp"):
-            reconcile_model(api, body)
-    for body in objects.list_objects(api, f"{GROUP}/{VERSION}", ROUTER_KIND, namespace=None):
-        if not body["metadata"].get("deletionTimestamp"):
-            reconcile_router(api, body, ROUTERS)
+    for body in _live(api, KIND):
+        reconcile_model(api, body)
+    for body in _live(api, ROUTER_KIND):
+        reconcile_router(api, body, ROUTERS)
 
 
 async def _control_forever(prometheus_url: str) -> None:
@@ -150,20 +178,14 @@ async def _control_forever(prometheus_url: str) -> None:
 def _control_once(windows: Any) -> None:
     api = api_client()
     now = datetime.datetime.now(datetime.UTC)
-    routers = [
-        body
-        for body in objects.list_objects(api, f"{GROUP}/{VERSION}", ROUTER_KIND, namespace=None)
-        if not body["metadata"].get("deletionTimestamp")
-    ]
+    routers = _live(api, ROUTER_KIND)
     # A model behind a router gets its per-replica cap enforced there; the policy counts on it.
     routed = {
         (body["metadata"]["namespace"], tier.get("model"))
         for body in routers
         for tier in (body.get("spec") or {}).get("tiers") or ()
     }
-    for body in objects.list_objects(api, f"{GROUP}/{VERSION}", "InferenceModel", namespace=None):
-        if body["metadata"].get("deletionTimestamp"):
-            continue
+    for body in _live(api, KIND):
         try:
             control_step(
                 api,

@@ -114,8 +114,14 @@ def patch_status(api: client.ApiClient, obj: dict[str, Any], status: dict[str, A
     path = object_path(
         obj["apiVersion"], obj["kind"], namespace=metadata.get("namespace"), name=metadata["name"]
     )
+    # Named, so that managedFields say who owns status (else the client's user agent).
     return _call(
-        api, "PATCH", path + "/status", body={"status": status}, content_type="application/merge-patch+json"
+        api,
+        "PATCH",
+        path + "/status",
+        body={"status": status},
+        content_type="application/merge-patch+json",
+        query=[("fieldManager", FIELD_MANAGER)],
     )
 
 
