@@ -1,8 +1,8 @@
 """Local processes that stand in for the containers of simulated pods.
 
-kwok simulates pods: no container ever runs. Where a test needs what a container would do (the
-operator acting with its own ServiceAccount, the `helm test` check), it runs the container's own
-command here, as the pod spec describes it: the same argv (the image's `thrifty` and `python` are
+kwok simulates pods: no container ever runs, and the testbed itself serves only vLLM, router and
+operator pods. Where a test needs what another container would do (the `helm test` check), it runs
+the container's own command here, as the pod spec describes it: the same argv (the image's `thrifty` and `python` are
 this checkout's), the same environment (fieldRefs resolved from the pod), listening on the pod's
 own IP (local inside the testbed's network namespace), and with a token of the pod's
 ServiceAccount instead of the admin's certificate. Nothing of the pod spec is rewritten except
@@ -16,28 +16,17 @@ import datetime
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from support import eventually, kubectl
+from support import kubectl
 from thrifty.testbed.cluster import Testbed
+from thrifty.testbed.pod_container import container_environment
 
 ENTRY_POINTS = {"thrifty": [sys.executable, "-m", "thrifty"], "python": [sys.executable]}
 """The image's executables, as this checkout provides them."""
-
-FIELD_REFS = {
-    "metadata.name": lambda pod: pod["metadata"]["name"],
-    "metadata.namespace": lambda pod: pod["metadata"]["namespace"],
-    "spec.nodeName": lambda pod: pod["spec"]["nodeName"],
-    "spec.serviceAccountName": lambda pod: pod["spec"].get("serviceAccountName", "default"),
-    "status.podIP": lambda pod: pod["status"]["podIP"],
-}
-"""The downward-API fields a stand-in can resolve from the pod object."""
 
 
 def container(pod: dict[str, Any], name: str | None = None) -> dict[str, Any]:
@@ -69,100 +58,13 @@ def container_argv(pod: dict[str, Any], spec: dict[str, Any]) -> list[str]:
     return [*entry, *(arg.replace("0.0.0.0", pod_ip) for arg in [*command[1:], *(spec.get("args") or [])])]
 
 
-def container_env(pod: dict[str, Any], spec: dict[str, Any]) -> dict[str, str]:
-    """The container's environment: literal values and downward-API fieldRefs."""
-    env: dict[str, str] = {}
-    for item in spec.get("env") or []:
-        if "value" in item:
-            env[item["name"]] = str(item["value"])
-            continue
-        field_path = ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
-        if field_path not in FIELD_REFS:
-            raise ValueError(
-                f"env {item['name']} of container {spec['name']}: a stand-in resolves literal values and "
-                f"fieldRefs to {sorted(FIELD_REFS)}, not {item.get('valueFrom')}"
-            )
-        env[item["name"]] = FIELD_REFS[field_path](pod)
-    return env
-
-
 def process_environment(pod: dict[str, Any], spec: dict[str, Any], kubeconfig: Path) -> dict[str, str]:
     # Nothing of the caller's environment but PATH: no admin KUBECONFIG, no in-cluster variables.
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        **container_env(pod, spec),
+        **dict(container_environment(pod, spec)),
         "KUBECONFIG": str(kubeconfig),
     }
-
-
-@dataclass
-class StandIn:
-    """A running stand-in for one container of one pod."""
-
-    pod: dict[str, Any]
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pod_ip(self) -> str:
-        return str(self.pod["status"]["podIP"])
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        """What the kubelet does when the pod goes: SIGTERM, then SIGKILL after a grace period."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
-def start_stand_in(pod: dict[str, Any], container_name: str, *, kubeconfig: Path, log: Path) -> StandIn:
-    """Start the container ``container_name`` of ``pod`` and return once its readiness probe
-    passes at the pod's IP, as the kubelet would probe it."""
-    spec = container(pod, container_name)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            container_argv(pod, spec),
-            env=process_environment(pod, spec, kubeconfig),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    stand_in = StandIn(pod=pod, process=process, log=log)
-    url = readiness_url(pod, spec)
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"the stand-in for {pod['metadata']['name']} exited:\n{stand_in.logs()[-3000:]}"
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    try:
-        eventually(ready, timeout=30, what=f"{url} (readiness probe of {pod['metadata']['name']})")
-    except BaseException:
-        stand_in.stop()
-        raise
-    return stand_in
-
-
-def readiness_url(pod: dict[str, Any], spec: dict[str, Any]) -> str:
-    probe = (spec.get("readinessProbe") or {}).get("httpGet")
-    if not probe:
-        raise ValueError(f"container {spec['name']} has no httpGet readiness probe to wait for")
-    port = probe["port"]
-    if isinstance(port, str):
-        port = next(p["containerPort"] for p in spec.get("ports") or [] if p.get("name") == port)
-    return f"http://{pod['status']['podIP']}:{port}{probe.get('path', '/')}"
 
 
 def resolve_service_names(testbed: Testbed, namespace: str, text: str) -> str:

@@ -2,10 +2,11 @@
 `helm test`, an upgrade that changes a CRD, uninstall, and installing again.
 
 The module brings up a testbed of its own, where nobody has applied the CRDs with kubectl: the
-chart must install them itself. Pods on the testbed are simulated by kwok, so the operator pod
-and the `helm test` pod run nothing; their containers' own commands run here as stand-ins
-(tests/pod_stand_in.py) at the pods' IPs, the operator with a token of the chart's
-ServiceAccount. Every permission it uses is the chart's RBAC, and any 403 fails the test.
+chart must install them itself. Pods on the testbed are simulated by kwok; the testbed runs the
+real operator for the chart's operator pod (operator/thrifty/testbed/operator_pod.py), at the
+pod's IP, with the pod's args and env and a token of the chart's ServiceAccount: every permission
+it uses is the chart's RBAC, and any 403 in its log fails the test. The `helm test` pod's command
+runs here as a stand-in (tests/pod_stand_in.py).
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ import pytest
 import yaml
 
 from helm_cli import Helm
-from pod_stand_in import StandIn, run_to_completion, start_stand_in
+from pod_stand_in import run_to_completion
 from support import eventually, kubectl
 from thrifty.testbed import processes
 from thrifty.testbed.cluster import Network, Testbed, binary_dir
-from thrifty.testbed.kube import service_account_kubeconfig
 
 pytestmark = pytest.mark.testbed
 
@@ -79,13 +79,12 @@ def fresh_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]
 
 @dataclass
 class Session:
-    """What the scenario shares between its steps; stand-ins are stopped at the end whatever happens."""
+    """What the scenario shares between its steps."""
 
     testbed: Testbed
     helm: Helm
     work: Path
     values: Path
-    stand_ins: list[StandIn] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
@@ -103,8 +102,6 @@ def session(fresh_testbed: Testbed, tmp_path: Path) -> Iterator[Session]:
         testbed=fresh_testbed, helm=Helm(fresh_testbed, home=tmp_path / "helm"), work=tmp_path, values=values
     )
     yield running
-    for stand_in in running.stand_ins:
-        stand_in.stop()
     print("helm timings: " + ", ".join(f"{step} {seconds:.1f}s" for step, seconds in running.timings.items()))
 
 
@@ -123,7 +120,7 @@ def values_for_testbed(testbed: Testbed) -> dict[str, Any]:
 @pytest.mark.timeout(300)
 def test_helm_install_runs_examples_upgrades_a_crd_and_uninstalls_without_leftovers(session: Session) -> None:
     install(session, "install")
-    operator = start_operator_as_its_service_account(session, "operator-1.log")
+    operator = operator_as_its_service_account(session)
     apply_examples_and_wait_ready(session, operator)
     run_helm_test(session)
     upgrade_with_a_new_printer_column(session, operator)
@@ -136,7 +133,7 @@ def test_helm_install_runs_examples_upgrades_a_crd_and_uninstalls_without_leftov
     # and the running models, replacing neither.
     install(session, "second install")
     assert {name: session.get("crd", name)["metadata"]["uid"] for name in CRDS} == crd_uids
-    operator = start_operator_as_its_service_account(session, "operator-2.log")
+    operator = operator_as_its_service_account(session)
     wait_examples_ready(session, operator)
     assert model_workloads(session) == workloads, "a second install replaced a user's model"
     edit_a_model_and_see_it_rolled(session, operator)
@@ -173,11 +170,20 @@ def install(session: Session, step: str) -> None:
     )
 
 
-def start_operator_as_its_service_account(session: Session, log_name: str) -> StandIn:
-    """Run the operator pod's container here, at the pod's IP, acting as the pod's ServiceAccount.
+@dataclass(frozen=True)
+class OperatorLog:
+    """The log of the real operator the testbed runs for the chart's operator pod."""
 
-    First show what the chart's ClusterRole withholds: Secrets, and any write to a user's spec.
-    """
+    path: Path
+
+    def logs(self) -> str:
+        return self.path.read_text(errors="replace") if self.path.exists() else ""
+
+
+def operator_as_its_service_account(session: Session) -> OperatorLog:
+    """The operator pod runs the real operator as the pod's ServiceAccount (the testbed's launcher
+    gives it that account's token). First show what the chart's ClusterRole withholds: Secrets,
+    and any write to a user's spec."""
     pod = operator_pod(session)
     account = pod["spec"]["serviceAccountName"]
     assert account == RELEASE, "the chart names the operator's ServiceAccount after the release"
@@ -192,18 +198,13 @@ def start_operator_as_its_service_account(session: Session, log_name: str) -> St
         answer = kubectl(session.testbed, "auth", "can-i", verb, resource, "-A", subject, check=False)
         assert answer.strip().startswith("no"), f"the operator may {verb} {resource}: {answer}"
 
-    token = service_account_kubeconfig(
-        session.testbed.kubeconfig,
-        namespace=RELEASE_NAMESPACE,
-        name=account,
-        path=session.work / f"{log_name}.kubeconfig",
-    )
-    operator = start_stand_in(pod, "operator", kubeconfig=token, log=session.work / log_name)
-    session.stand_ins.append(operator)
-    return operator
+    name = pod["metadata"]["name"]
+    log = OperatorLog(session.testbed.state_dir / "logs" / f"operator-{RELEASE_NAMESPACE}_{name}.log")
+    eventually(log.path.exists, timeout=30, what=f"the operator process of pod {name}")
+    return log
 
 
-def apply_examples_and_wait_ready(session: Session, operator: StandIn) -> None:
+def apply_examples_and_wait_ready(session: Session, operator: OperatorLog) -> None:
     """The examples, applied as their comments tell a user to, each seen Ready."""
     session.kubectl("create", "namespace", MODELS_NAMESPACE)
     # The gated examples name this Secret; the operator only names it in the pod spec.
@@ -217,7 +218,7 @@ def apply_examples_and_wait_ready(session: Session, operator: StandIn) -> None:
     wait_examples_ready(session, operator)
 
 
-def wait_examples_ready(session: Session, operator: StandIn) -> None:
+def wait_examples_ready(session: Session, operator: OperatorLog) -> None:
     started = time.monotonic()
     for path in EXAMPLES:
         body = yaml.safe_load(path.read_text())
@@ -235,7 +236,7 @@ def wait_examples_ready(session: Session, operator: StandIn) -> None:
     assert_never_forbidden(operator)
 
 
-def is_ready(session: Session, operator: StandIn, kind: str, name: str) -> bool:
+def is_ready(session: Session, operator: OperatorLog, kind: str, name: str) -> bool:
     assert_never_forbidden(operator)  # a refusal would only show as a long wait otherwise
     return condition(session.get(kind, name, "-n", MODELS_NAMESPACE), "Ready") == "True"
 
@@ -263,7 +264,7 @@ def run_helm_test(session: Session) -> None:
     assert re.search(r"Phase:\s+Succeeded", log.read_text()), log.read_text()
 
 
-def upgrade_with_a_new_printer_column(session: Session, operator: StandIn) -> None:
+def upgrade_with_a_new_printer_column(session: Session, operator: OperatorLog) -> None:
     """`helm upgrade` to a chart whose InferenceModel CRD has one more printer column: the apiserver
     serves it at once, and no model is torn down or rolled (same Deployments, same pods)."""
     chart = session.work / "thrifty-0.1.1"
@@ -318,7 +319,7 @@ def upgrade_with_a_new_printer_column(session: Session, operator: StandIn) -> No
     assert model_workloads(session) == before, "the upgrade rolled or replaced a model's workload"
 
 
-def uninstall(session: Session, operator: StandIn) -> None:
+def uninstall(session: Session, operator: OperatorLog) -> None:
     """`helm uninstall`: nothing of the release is left but the CRDs it keeps on purpose, the
     users' objects stay, nothing is stuck Terminating, and the namespace can go too."""
     # The same query that must come back (nearly) empty afterwards finds the whole release now.
@@ -327,13 +328,14 @@ def uninstall(session: Session, operator: StandIn) -> None:
     expected |= {"ClusterRole", "ClusterRoleBinding"}
     assert expected <= installed, f"the release's inventory misses {expected - installed}"
 
+    # Checked before: uninstall removes the ClusterRoleBinding a moment before the operator pod,
+    # and a refusal in that moment is expected.
+    assert_never_forbidden(operator)
     result = session.helm(
         "uninstall", RELEASE, f"--namespace={RELEASE_NAMESPACE}", "--wait", "--timeout=120s"
     )
     session.timings["uninstall"] = result.seconds
     eventually(lambda: not operator_pods(session), timeout=30, what="the operator pod to go")
-    operator.stop()  # what the kubelet does once the pod is gone
-    assert_never_forbidden(operator)
 
     left = labelled_objects(session, RELEASE_SELECTOR)
     assert sorted(left) == sorted(f"CustomResourceDefinition/{name}" for name in CRDS), left
@@ -350,7 +352,7 @@ def uninstall(session: Session, operator: StandIn) -> None:
     assert terminating_objects(session) == []
 
 
-def edit_a_model_and_see_it_rolled(session: Session, operator: StandIn) -> None:
+def edit_a_model_and_see_it_rolled(session: Session, operator: OperatorLog) -> None:
     """The re-installed operator, with its new ServiceAccount's token, carries out an edit: its
     field manager still owns the children it applied before the uninstall."""
     name = "llama-8b"
@@ -438,7 +440,7 @@ def terminating_objects(session: Session) -> list[str]:
     ]
 
 
-def assert_never_forbidden(operator: StandIn) -> None:
+def assert_never_forbidden(operator: OperatorLog) -> None:
     denied = [line for line in operator.logs().splitlines() if REFUSED.search(line)]
     assert denied == [], "the operator was refused by its own RBAC:\n" + "\n".join(denied[:20])
 

@@ -34,7 +34,7 @@ def test_up_reports_nodes_and_down_leaves_no_process_or_state(tmp_path: Path) ->
         "kwok",
         "prometheus",
         "twins",
-        "routers",
+        "process-pods",
     }
     assert all(pid_alive(pid) for pid in pids.values())
     # `up` ends by describing the testbed: every simulated node, GPU or CPU, is listed Ready.

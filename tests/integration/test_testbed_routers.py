@@ -216,7 +216,7 @@ def router_log(testbed: Testbed, namespace: str, pod_name: str) -> str:
 
 
 def launcher_log(testbed: Testbed) -> str:
-    return (testbed.state_dir / "logs" / "routers.log").read_text(errors="replace")
+    return (testbed.state_dir / "logs" / "process-pods.log").read_text(errors="replace")
 
 
 @pytest.mark.timeout(150)

@@ -1,5 +1,5 @@
-"""The router launcher's pure parts: reading a router pod, laying out its configMap volumes,
-rewriting paths into the pod's root, and the readiness patch it writes."""
+"""The process-pod launcher's pure parts, for router pods: reading a router pod, laying out its
+configMap volumes, rewriting paths into the pod's root, and the readiness patch it writes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from thrifty.testbed.pod_container import HealthCheck
 from thrifty.testbed.pod_files import (
     ConfigMapMount,
     MissingConfigMapError,
@@ -20,15 +21,17 @@ from thrifty.testbed.pod_files import (
     rehome_arguments,
     write_files,
 )
+from thrifty.testbed.pod_launch import PodPlace
 from thrifty.testbed.pod_readiness import readiness_status
+from thrifty.testbed.process_pods import restart_delay
+from thrifty.testbed.router_access import EndpointAccessWatch
 from thrifty.testbed.router_pod import (
-    HealthCheck,
+    ROUTER_PODS,
     command_line,
     files_for_process,
     rehome_router_config,
     router_container,
 )
-from thrifty.testbed.routers import restart_delay
 
 ROOT = Path("/state/routers/models_assistant-abc")
 CONFIG_DIR = PurePosixPath("/etc/thrifty/router")
@@ -313,3 +316,24 @@ def test_readiness_patch_for_a_restarted_process_is_not_ready_with_its_restart_c
 
 def test_restart_backoff_doubles_from_one_second_up_to_five_minutes() -> None:
     assert [restart_delay(n) for n in range(1, 12)] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
+
+
+def test_router_launch_plans_the_process_in_the_pod_root_and_watches_its_endpoint_access() -> None:
+    place = PodPlace(root=ROOT, ip="10.244.0.7", python="py")
+    launch = ROUTER_PODS.launch(router_pod(), place)
+    assert launch.argv == tuple(
+        command_line(router_container(router_pod()), python="py", root=ROOT, host=place.ip)
+    )
+    assert launch.service_account == "assistant-router"
+    assert [mount.config_map for mount in launch.mounts] == ["assistant-router", "my-classifier"]
+    config = json.dumps({"classifierPath": "/etc/thrifty/classifier/c.json"}).encode()
+    rehomed = launch.files_for_process({CONFIG_DIR / "router.json": config})
+    assert (
+        json.loads(rehomed[CONFIG_DIR / "router.json"])["classifierPath"]
+        == f"{ROOT}/etc/thrifty/classifier/c.json"
+    )
+    watch = launch.while_running
+    assert isinstance(watch, EndpointAccessWatch)
+    assert watch.account == "system:serviceaccount:models:assistant-router"
+    assert watch.kubeconfig == ROOT / "var/run/secrets/kubernetes.io/serviceaccount/kubeconfig"
+    assert watch.config_path == ROOT / "etc/thrifty/router/router.json"

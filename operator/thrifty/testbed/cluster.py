@@ -250,14 +250,16 @@ class Testbed:
         if self.twin_load_seconds is not None:
             twins.append(f"--load-seconds={self.twin_load_seconds}")
         self._start_command("twins", twins)
+        # Router pods and the Helm chart's operator pod: real `thrifty` processes at their pod IPs.
         self._start_command(
-            "routers",
+            "process-pods",
             [
                 sys.executable,
                 "-m",
-                "thrifty.testbed.routers",
+                "thrifty.testbed.process_pods",
                 f"--kubeconfig={self.kubeconfig}",
                 f"--state-dir={self.state_dir}",
+                f"--prometheus-url={net.prometheus_url}",
             ],
         )
 

@@ -1,9 +1,9 @@
 """Readiness of a simulated pod, written the way a kubelet reports its readiness probe.
 
-kwok starts the pods that a testbed launcher serves (vLLM twins, routers) Running but not Ready;
-the launcher calls :func:`set_pod_ready` when the process behind the pod passes its check, and
-again with ``ready=False`` when that process dies, so the EndpointSlice controller adds or drops
-the pod's address exactly as it would on a real node.
+kwok starts the pods that a testbed launcher serves (vLLM twins, routers, the chart's operator)
+Running but not Ready; the launcher calls :func:`set_pod_ready` when the process behind the pod
+passes its check, and again with ``ready=False`` when that process dies, so the EndpointSlice
+controller adds or drops the pod's address exactly as it would on a real node.
 """
 
 from __future__ import annotations
