@@ -21,6 +21,7 @@ from thrifty.api import GROUP, KIND, PLURAL, ROUTER_KIND, ROUTER_PLURAL, VERSION
 from thrifty.control import ScalingPolicy
 from thrifty.k8s import objects
 from thrifty.k8s.client import api_client
+from thrifty.reconcile.cost import forget_model
 from thrifty.reconcile.model import reconcile_model, reconcile_model_by_name
 from thrifty.reconcile.router import (
     RouterSettings,
@@ -30,6 +31,7 @@ from thrifty.reconcile.router import (
     routers_of_model,
 )
 from thrifty.reconcile.scaling import control_step
+from thrifty.reconcile.telemetry import forget_router_tiers
 from thrifty.render import DEFAULT_ROUTER_CLUSTER_ROLE, DEFAULT_ROUTER_IMAGE
 from thrifty.render.labels import MANAGED_BY, MODEL_LABEL, ROUTER_LABEL
 
@@ -101,8 +103,11 @@ async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def model_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-    if type == "DELETED" or body.metadata.get("deletionTimestamp"):
+    if type == "DELETED":
+        forget_model(body.metadata.namespace or "", body.metadata.name or "")
         return  # owner references take the children away
+    if body.metadata.get("deletionTimestamp"):
+        return
     api = api_client()
     reconcile_model(api, _plain(body))
     _reconcile_routers_of(api, body.metadata.namespace or "", body.metadata.name or "")
@@ -110,7 +115,10 @@ def model_event(type: str | None, body: kopf.Body, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, ROUTER_PLURAL)
 def router_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-    if type == "DELETED" or body.metadata.get("deletionTimestamp"):
+    if type == "DELETED":
+        forget_router_tiers(namespace=body.metadata.namespace or "", router=body.metadata.name or "")
+        return
+    if body.metadata.get("deletionTimestamp"):
         return
     reconcile_router(api_client(), _plain(body), ROUTERS)
 

@@ -159,7 +159,7 @@ def test_client_queries_the_span_at_the_step_and_builds_the_window() -> None:
     window = client.window(ModelSelector("llama", "models"), now=NOW, span_s=105, step_s=15, itl_slo_s=0.05)
 
     ranges = [call for call in fake.calls if call[1] is not None]
-    assert len(ranges) == 8
+    assert len(ranges) == 9
     assert all(call[3] == "15s" and call[2] is not None and call[2].timestamp() == NOW for call in ranges)
     assert all(call[1] is not None and call[1].timestamp() == NOW - 105 for call in ranges)
     assert all('model_name="llama",namespace="models"' in call[0] for call in fake.calls)

@@ -15,7 +15,8 @@ Series labels: vLLM and router series carry the pod's namespace and, from the po
 `thrifty.dev/model` (or `thrifty.dev/router`), `thrifty_dev_model` (`thrifty_dev_router`), as
 both the annotation-based scrape (labelmap) and the chart's PodMonitors (podTargetLabels) add
 them. The operator's series carry the object's own `namespace` and `model` labels (its
-ServiceMonitor honours them).
+ServiceMonitor honours them, as the testbed's static `thrifty-operator` job does). Per-tier cost
+joins the router's `tier` to the model behind it through the operator's `thrifty_tier_info`.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OPERATOR_METRICS: dict[str, str] = {
-    "thrifty_reconcile_total": "counter {result}: reconciles by outcome (success, degraded, error)",
-    "thrifty_decisions_total": "counter {namespace, model, action}: control-loop decisions (status.decisions[].action)",
-    "thrifty_metrics_query_errors_total": "counter: Prometheus queries of the control loop that failed",
-    "thrifty_model_gpu_hours_total": "counter {namespace, model}: GPU-hours the model's replicas have held",
-    "thrifty_model_usd_per_million_tokens": "gauge {namespace, model}: cost of a million tokens at spec.cost.gpuHourlyUSD",
+    "thrifty_reconcile_total": "counter {kind, result}: reconciles by outcome (success, degraded, error)",
+    "thrifty_decisions_total": "counter {namespace, model, action}: control-loop changes (status.decisions[].action)",
+    "thrifty_metrics_query_errors_total": "counter {namespace, model}: Prometheus queries of the control loop that failed",
+    "thrifty_model_gpu_hours_total": "counter {namespace, model}: GPU-hours the model's Running pods have held",
+    "thrifty_model_usd_per_million_tokens": "gauge {namespace, model}: dollars per million generated tokens at spec.cost.gpuHourlyUSD",
+    "thrifty_tier_info": "gauge {namespace, router, tier, model}: 1 per router tier, naming its InferenceModel",
 }
 """The operator's metrics the dashboards read, with type and labels."""
 
@@ -39,6 +41,8 @@ MODEL = 'namespace=~"$namespace", thrifty_dev_model=~"$model"'
 """vLLM series of the selected models (labels from the pod)."""
 OWN_MODEL = 'namespace=~"$namespace", model=~"$model"'
 """Operator series of the selected models (the operator's own labels)."""
+OWN_ROUTER = 'namespace=~"$namespace", router=~"$router"'
+"""Operator series of the selected routers (`thrifty_tier_info`)."""
 ROUTER = 'namespace=~"$namespace", thrifty_dev_router=~"$router"'
 """Router series of the selected routers."""
 
@@ -141,7 +145,7 @@ OPERATOR = Dashboard(
             (
                 Panel(
                     "Decisions by action",
-                    "Scale-ups, scale-downs, cap moves and engine-flag rolls per hour (Hold and Steady included).",
+                    "Scale-ups, scale-downs, cap moves and engine-flag rolls per hour (holds and steady steps are not counted).",
                     (
                         Query(
                             f"sum by (action) (increase(thrifty_decisions_total{{{OWN_MODEL}}}[1h]))",
@@ -523,20 +527,30 @@ ROUTER_DASHBOARD = Dashboard(
     ),
 )
 
+
+def _per_tier(model_expr: str) -> str:
+    """`model_expr` (one series per namespace and model) carried onto each router tier that
+    model serves, through `thrifty_tier_info`."""
+    return f"thrifty_tier_info{{{OWN_ROUTER}}} * on (namespace, model) group_left () ({model_expr})"
+
+
+_GPUS_HELD = "3600 * sum by (namespace, model) (rate(thrifty_model_gpu_hours_total[$__rate_interval]))"
+_USD_PER_MILLION = "max by (namespace, model) (thrifty_model_usd_per_million_tokens)"
+_GPU_HOURS_IN_RANGE = "sum by (namespace, model) (increase(thrifty_model_gpu_hours_total[$__range]))"
+
 COST = Dashboard(
     name="cost",
     title="Thrifty / Cost",
-    description="GPU-hours and dollars per million tokens per model, and tokens and relative cost per router tier.",
+    description=(
+        "GPU-hours and dollars per million generated tokens per model and per router tier, and each "
+        "router's token and estimated-cost split across its tiers."
+    ),
     variables=(
         Variable("namespace", "Namespace", "label_values(thrifty_model_gpu_hours_total, namespace)"),
         Variable(
             "model", "Model", 'label_values(thrifty_model_gpu_hours_total{namespace=~"$namespace"}, model)'
         ),
-        Variable(
-            "router",
-            "Router",
-            'label_values(thrifty_router_requests_total{namespace=~"$namespace"}, thrifty_dev_router)',
-        ),
+        Variable("router", "Router", 'label_values(thrifty_tier_info{namespace=~"$namespace"}, router)'),
     ),
     rows=(
         Row(
@@ -544,7 +558,7 @@ COST = Dashboard(
             (
                 Panel(
                     "GPUs held",
-                    "GPU-hours per hour: the GPUs the model's replicas hold right now.",
+                    "GPU-hours per hour: the GPUs the model's Running pods hold (Pending pods hold none).",
                     (
                         Query(
                             f"3600 * sum by (namespace, model) (rate(thrifty_model_gpu_hours_total{{{OWN_MODEL}}}[$__rate_interval]))",
@@ -553,8 +567,9 @@ COST = Dashboard(
                     ),
                 ),
                 Panel(
-                    "Dollars per million tokens",
-                    "At spec.cost.gpuHourlyUSD: what a million tokens cost on this model now.",
+                    "Dollars per million generated tokens",
+                    "spec.cost.gpuHourlyUSD x the GPU-hours of the serving replicas over the control loop's"
+                    " window / the tokens they generated (status.cost.usdPer1MTokens). No line: no price or no traffic.",
                     (
                         Query(
                             f"max by (namespace, model) (thrifty_model_usd_per_million_tokens{{{OWN_MODEL}}})",
@@ -565,7 +580,7 @@ COST = Dashboard(
                 ),
                 Panel(
                     "GPU-hours in the time range",
-                    "Total per model over the selected range.",
+                    "Total per model over the selected range (status.cost.gpuHours has the total since creation).",
                     (
                         Query(
                             f"sum by (namespace, model) (increase(thrifty_model_gpu_hours_total{{{OWN_MODEL}}}[$__range]))",
@@ -576,12 +591,15 @@ COST = Dashboard(
                 ),
                 Panel(
                     "Tokens per second per model",
-                    "Prompt and generated tokens: the work the GPU-hours bought.",
+                    "Generated tokens (what the price per token is reckoned on) and prompt tokens: the work the GPU-hours bought.",
                     (
                         Query(
-                            'sum by (namespace, thrifty_dev_model) (rate(vllm:prompt_tokens_total{namespace=~"$namespace", thrifty_dev_model=~"$model"}[$__rate_interval]))'
-                            ' + sum by (namespace, thrifty_dev_model) (rate(vllm:generation_tokens_total{namespace=~"$namespace", thrifty_dev_model=~"$model"}[$__rate_interval]))',
-                            "{{namespace}}/{{thrifty_dev_model}}",
+                            f"sum by (namespace, thrifty_dev_model) (rate(vllm:generation_tokens_total{{{MODEL}}}[$__rate_interval]))",
+                            "generated {{namespace}}/{{thrifty_dev_model}}",
+                        ),
+                        Query(
+                            f"sum by (namespace, thrifty_dev_model) (rate(vllm:prompt_tokens_total{{{MODEL}}}[$__rate_interval]))",
+                            "prompt {{namespace}}/{{thrifty_dev_model}}",
                         ),
                     ),
                 ),
@@ -591,15 +609,53 @@ COST = Dashboard(
             "Per router tier",
             (
                 Panel(
+                    "GPUs held per tier",
+                    "The GPUs of the model behind each tier.",
+                    (Query(f"sum by (router, tier) ({_per_tier(_GPUS_HELD)})", "{{router}} {{tier}}"),),
+                ),
+                Panel(
+                    "Dollars per million generated tokens per tier",
+                    "The price per token of the model behind each tier.",
+                    (Query(f"max by (router, tier) ({_per_tier(_USD_PER_MILLION)})", "{{router}} {{tier}}"),),
+                    unit="currencyUSD",
+                ),
+                Panel(
+                    "GPU-hours per tier in the time range",
+                    "Total over the selected range of the model behind each tier.",
+                    (
+                        Query(
+                            f"sum by (router, tier) ({_per_tier(_GPU_HOURS_IN_RANGE)})", "{{router}} {{tier}}"
+                        ),
+                    ),
+                    kind="table",
+                ),
+                Panel(
                     "Tokens per second per tier",
                     "Prompt and completion tokens the router sent to each tier.",
                     (
                         Query(
-                            f"sum by (tier) (rate(thrifty_router_prompt_tokens_total{{{ROUTER}}}[$__rate_interval]))"
-                            f" + sum by (tier) (rate(thrifty_router_completion_tokens_total{{{ROUTER}}}[$__rate_interval]))",
+                            f"sum by (tier) (rate(thrifty_router_completion_tokens_total{{{ROUTER}}}[$__rate_interval]))",
+                            "completion {{tier}}",
+                        ),
+                        Query(
+                            f"sum by (tier) (rate(thrifty_router_prompt_tokens_total{{{ROUTER}}}[$__rate_interval]))",
+                            "prompt {{tier}}",
+                        ),
+                    ),
+                ),
+                Panel(
+                    "Token share per tier",
+                    "Each tier's share of the router's tokens (prompt + completion): the cheaper tiers should carry most.",
+                    (
+                        Query(
+                            f"(sum by (tier) (rate(thrifty_router_prompt_tokens_total{{{ROUTER}}}[$__rate_interval]))"
+                            f" + sum by (tier) (rate(thrifty_router_completion_tokens_total{{{ROUTER}}}[$__rate_interval])))"
+                            f" / ignoring (tier) group_left () (sum(rate(thrifty_router_prompt_tokens_total{{{ROUTER}}}[$__rate_interval]))"
+                            f" + sum(rate(thrifty_router_completion_tokens_total{{{ROUTER}}}[$__rate_interval])))",
                             "{{tier}}",
                         ),
                     ),
+                    unit="percentunit",
                 ),
                 Panel(
                     "Estimated cost share per tier",

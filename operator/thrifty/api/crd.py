@@ -73,6 +73,20 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "priority": 1,
     },
     {
+        "name": "GPU-Hours",
+        "type": "number",
+        "description": "GPU-hours held by the model's pods since it was created",
+        "jsonPath": ".status.cost.gpuHours",
+        "priority": 1,
+    },
+    {
+        "name": "USD/1M",
+        "type": "number",
+        "description": "US dollars per million generated tokens over the control loop's window",
+        "jsonPath": ".status.cost.usdPer1MTokens",
+        "priority": 1,
+    },
+    {
         "name": "Age",
         "type": "date",
         "jsonPath": ".metadata.creationTimestamp",

@@ -93,13 +93,24 @@ class ScalingDecision(StatusModel):
 
 
 class CostStatus(StatusModel):
-    """What serving this model costs, from spec.cost and the metrics."""
+    """What serving this model costs: GPU time so far, and the price of its output tokens."""
 
     gpu_hours: Annotated[float, Field(ge=0)] | None = None
-    """GPU-hours used since the model was created."""
+    """GPU-hours held by the model's pods since it was created: every Running pod counts its
+    `nvidia.com/gpu` for as long as it runs, Ready or still loading (a loading engine holds its GPUs);
+    a Pending pod holds none. Accounted at every reconcile and stored here at most every 5 minutes
+    (sooner when status is written anyway), accurate as of `accountedAt`. Example: `36.5`."""
+
+    accounted_at: datetime | None = None
+    """When `gpuHours` was last brought up to date (RFC 3339). An operator that restarts goes on
+    from here, charging the time in between at the GPUs it finds held."""
 
     usd_per_1m_tokens: Annotated[float, Field(ge=0)] | None = Field(None, alias="usdPer1MTokens")
-    """US dollars per million generated tokens over the recent window."""
+    """US dollars per million generated (output) tokens over the control loop's window:
+    spec.cost.gpuHourlyUSD x the GPU-hours of the replicas that served in the window / the tokens
+    they generated in it, x 1e6. Idle replicas in the window raise it. Unset without
+    spec.cost, without the control loop (spec.scaling off, or the operator has no Prometheus) or
+    without traffic. Example: `0.42`."""
 
 
 class InferenceModelStatus(StatusModel):

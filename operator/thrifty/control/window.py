@@ -72,6 +72,9 @@ class MetricsWindow:
     router_waiting: tuple[tuple[float, float], ...] = ()
     """(time, requests) that Thrifty's router holds back for this model because every replica
     is at its effective cap; empty when the model has no router (or it exports nothing)."""
+    generated_tokens_per_s: tuple[tuple[float, float], ...] = ()
+    """(time, tokens per second) the whole model generated over the minute before
+    (`vllm:generation_tokens_total`): what its cost per token is reckoned on; empty when unknown."""
     errors: tuple[str, ...] = field(default=())
     """Queries that failed while the window was built, in words; the policy holds on any."""
 

@@ -17,7 +17,13 @@ from typing import Any, Protocol
 
 from thrifty.api import InferenceModel
 from thrifty.control import MetricsWindow, ScalingPolicy
-from thrifty.metrics.queries import ModelSelector, WindowQueries, tier_requests_query, window_queries
+from thrifty.metrics.queries import (
+    ModelSelector,
+    WindowQueries,
+    generated_tokens_query,
+    tier_requests_query,
+    window_queries,
+)
 from thrifty.metrics.window_builder import WindowResults, build_window, number
 
 
@@ -121,6 +127,11 @@ class PrometheusMetrics:
             itl_p95=fetch("itl_p95"),
             itl_buckets=fetch("itl_buckets"),
             last_scrape=last_scrape,
+            # Cost is reported, not acted on: a failed read leaves it unknown and must not make
+            # the policy hold, so its error goes nowhere.
+            generated_tokens_per_s=self._range(
+                "generated_tokens_per_s", generated_tokens_query(model), start, now, step_s, []
+            ),
         )
         return build_window(
             results,

@@ -19,6 +19,7 @@ PREEMPTIONS = "vllm:num_preemptions_total"
 REQUEST_SUCCESS = "vllm:request_success_total"
 TTFT = "vllm:time_to_first_token_seconds"
 ITL = "vllm:inter_token_latency_seconds"
+GENERATION_TOKENS = "vllm:generation_tokens_total"
 
 
 def quote(value: str) -> str:
@@ -85,6 +86,12 @@ def window_queries(model: ModelSelector, *, step_s: float, rate_s: float = 60.0)
         itl_buckets=f"sum by (le) (rate({ITL}_bucket{match}[{rate}]))",
         last_scrape=f"max by (pod) (timestamp({RUNNING}{match}))",
     )
+
+
+def generated_tokens_query(model: ModelSelector, *, rate_s: float = 60.0) -> str:
+    """Range query: tokens per second the whole model generated over the last `rate_s` (the
+    denominator of its cost per token)."""
+    return f"sum(rate({GENERATION_TOKENS}{model.matchers()}[{_duration(rate_s)}]))"
 
 
 ROUTER_REQUESTS = "thrifty_router_requests_total"

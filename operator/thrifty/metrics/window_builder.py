@@ -119,6 +119,7 @@ class WindowResults:
     itl_p95: RangeResult
     itl_buckets: RangeResult
     last_scrape: InstantResult
+    generated_tokens_per_s: RangeResult = ()
 
 
 def build_window(
@@ -161,4 +162,12 @@ def build_window(
         LatencySample(stamp, ttft.get(stamp), itl.get(stamp), shares.get(stamp))
         for stamp in sorted(set(ttft) | set(itl) | set(shares))
     )
-    return MetricsWindow(start=start, end=end, samples=tuple(samples), latency=latency, errors=tuple(errors))
+    tokens = model_wide(results.generated_tokens_per_s)
+    return MetricsWindow(
+        start=start,
+        end=end,
+        samples=tuple(samples),
+        latency=latency,
+        generated_tokens_per_s=tuple(sorted(tokens.items())),
+        errors=tuple(errors),
+    )

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from thrifty.api import API_VERSION, GPU_PRODUCT_LABEL, KIND, InferenceModel, describe_validation_error
 from thrifty.k8s import objects
+from thrifty.reconcile.cost import account_gpu_hours
 from thrifty.reconcile.status import Problem, engine_max_num_seqs, model_status
 from thrifty.reconcile.telemetry import RECONCILES
 from thrifty.reconcile.write_status import write_status
@@ -122,5 +123,6 @@ def _reconcile(api: client.ApiClient, body: dict[str, Any]) -> dict[str, Any]:
         problem=problem,
         now=datetime.datetime.now(datetime.UTC),
     )
+    status = account_gpu_hours(api, body, status)
     write_status(api, body, status)
     return status

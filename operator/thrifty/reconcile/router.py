@@ -30,7 +30,7 @@ from thrifty.k8s import objects
 from thrifty.k8s.endpoints import ready_addresses
 from thrifty.reconcile.router_status import TierObservation, router_status, with_traffic_shares
 from thrifty.reconcile.status import Problem
-from thrifty.reconcile.telemetry import RECONCILES
+from thrifty.reconcile.telemetry import RECONCILES, record_router_tiers
 from thrifty.reconcile.write_status import write_status
 from thrifty.render import (
     DEFAULT_ROUTER_CLUSTER_ROLE,
@@ -156,6 +156,9 @@ def _reconcile(api: client.ApiClient, body: dict[str, Any], settings: RouterSett
             )
             for index, tier in enumerate(router.spec.tiers)
         ]
+        record_router_tiers(
+            namespace=namespace, router=name, tiers=[(t.name, t.model) for t in router.spec.tiers]
+        )
 
     if problem is None:
         for child in children:

@@ -32,14 +32,15 @@ from thrifty.control import (
 )
 from thrifty.k8s import objects
 from thrifty.k8s.events import record_event
+from thrifty.reconcile.cost import price_generated_tokens
 from thrifty.reconcile.status import engine_max_num_seqs, timestamp
 from thrifty.reconcile.telemetry import (
     DECISIONS,
     EFFECTIVE_CAP,
     ENGINE_MAX_NUM_SEQS,
-    GPU_HOURS,
     METRICS_QUERY_ERRORS,
     REPLICAS,
+    start_model_series,
 )
 from thrifty.render import desired_deployment, model_selector
 
@@ -223,10 +224,12 @@ def _report(
     )
     conditions.append(_metrics_condition(previous, decision, now))
     status["conditions"] = conditions
+    status = price_generated_tokens(before, status, model, window)
     if status != before:
         objects.patch_status(api, body, status)
 
     labels = {"namespace": model.namespace, "model": model.name}
+    start_model_series(**labels)
     EFFECTIVE_CAP.labels(**labels).set(decision.effective_cap)
     ENGINE_MAX_NUM_SEQS.labels(**labels).set(decision.engine_max_num_seqs)
     REPLICAS.labels(**labels).set(decision.replicas)
@@ -240,4 +243,3 @@ def _report(
         )
     if previous is not None and previous.get("status") == "True" and not decision.metrics_available:
         record_event(api, body, reason="MetricsUnavailable", message=decision.reason, event_type="Warning")
-    GPU_HOURS.labels(**labels)  # created at zero so dashboards see the series before the first hour

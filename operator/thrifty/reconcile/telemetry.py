@@ -5,11 +5,17 @@ Names are stable API: the Grafana dashboards in charts/thrifty query them.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge
+
+from thrifty.control import Action
 
 RECONCILES = Counter(
     "thrifty_reconcile",
-    "Reconciles of Thrifty objects, by kind and result (applied, degraded, error).",
+    "Reconciles of Thrifty objects, by kind and result (success, degraded, error).",
     ["kind", "result"],
 )
 DECISIONS = Counter(
@@ -24,12 +30,15 @@ METRICS_QUERY_ERRORS = Counter(
 )
 GPU_HOURS = Counter(
     "thrifty_model_gpu_hours",
-    "GPU-hours used by each model's replicas since the operator started.",
+    "GPU-hours held by each model's Running pods (Pending pods hold none), as this operator process "
+    "accounted them; status.cost.gpuHours keeps the total since the model was created.",
     ["namespace", "model"],
 )
 USD_PER_MILLION_TOKENS = Gauge(
     "thrifty_model_usd_per_million_tokens",
-    "Cost of each model per million tokens (prompt + generated) over the control loop's window.",
+    "US dollars per million generated tokens of each model over the control loop's window: "
+    "spec.cost.gpuHourlyUSD x GPU-hours of its serving replicas / tokens generated; absent without "
+    "a price or traffic.",
     ["namespace", "model"],
 )
 EFFECTIVE_CAP = Gauge(
@@ -47,3 +56,46 @@ REPLICAS = Gauge(
     "Replicas of each model decided by the control loop.",
     ["namespace", "model"],
 )
+
+
+def start_model_series(*, namespace: str, model: str) -> None:
+    """Create a model's counters at zero, before anything happens to them.
+
+    A counter child appears only at its first increment otherwise, and `increase()` over a series
+    that starts at 1 misses that first event; dashboards would also show no series at all for a
+    model that never failed a query or never scaled. Hold and Steady are never counted."""
+    GPU_HOURS.labels(namespace=namespace, model=model)
+    METRICS_QUERY_ERRORS.labels(namespace=namespace, model=model)
+    for action in Action:
+        if action not in (Action.HOLD, Action.STEADY):
+            DECISIONS.labels(namespace=namespace, model=model, action=action.value)
+
+
+TIER_INFO = Gauge(
+    "thrifty_tier_info",
+    "1 for each tier of each InferenceRouter, naming the InferenceModel behind it: joins the router's "
+    "per-tier series with the per-model cost series (on namespace, model).",
+    ["namespace", "router", "tier", "model"],
+)
+_router_tiers: dict[tuple[str, str], set[tuple[str, str]]] = {}
+_router_tiers_lock = threading.Lock()
+
+
+def record_router_tiers(*, namespace: str, router: str, tiers: Iterable[tuple[str, str]]) -> None:
+    """Publish a router's (tier, model) pairs as they are now, dropping pairs it no longer has."""
+    current = set(tiers)
+    with _router_tiers_lock:
+        gone = _router_tiers.get((namespace, router), set()) - current
+        _router_tiers[(namespace, router)] = current
+        for tier, model in gone:
+            with contextlib.suppress(KeyError):  # already removed
+                TIER_INFO.remove(namespace, router, tier, model)
+        for tier, model in current:
+            TIER_INFO.labels(namespace=namespace, router=router, tier=tier, model=model).set(1)
+
+
+def forget_router_tiers(*, namespace: str, router: str) -> None:
+    """Drop a deleted router's tiers."""
+    record_router_tiers(namespace=namespace, router=router, tiers=())
+    with _router_tiers_lock:
+        _router_tiers.pop((namespace, router), None)
