@@ -24,6 +24,7 @@ from typing import Any
 
 from kubernetes import client, config
 
+from demo.dashboards import missing_metrics
 from demo.summary import Snapshot, write_summary
 from demo.table import model_row, render, tier_rows
 from demo.traffic import Result, replay, requests_from_trace
@@ -200,6 +201,15 @@ def main(argv: list[str] | None = None) -> int:
                       "escalated": sum(1 for r in answered if r.escalated_from)}))  # fmt: skip
     png = write_summary(args.output / "summary.png", snapshots, results)
     print(f"wrote {png}")
+    wanted, missing = missing_metrics(state["prometheus"])
+    if missing:
+        print(
+            f"dashboards: {len(missing)} of {len(wanted)} metric names are not in Prometheus: {', '.join(missing)}"
+        )
+    else:
+        print(
+            f"dashboards: all {len(wanted)} metric names their queries use exist in the testbed's Prometheus"
+        )
     print("\nthe testbed stays up: `make shell` then `kubectl get im,ir -n models`, `kubectl describe im llama-8b`;"
           " `make down` to stop it")  # fmt: skip
-    return 0
+    return 1 if missing else 0
