@@ -209,7 +209,11 @@ class CrdValues(ValuesModel):
 
     keep: bool = True
     """Annotate the CRDs `helm.sh/resource-policy: keep`, so `helm uninstall` leaves them, and
-    with them every InferenceModel and InferenceRouter (deleting a CRD deletes all its objects)."""
+    with them every InferenceModel and InferenceRouter (deleting a CRD deletes all its objects).
+    Kept CRDs still name their release: installing again under the same release name and
+    namespace adopts them; under another, set `crds.install: false`. While no operator is
+    installed, models keep serving, but routers lose their EndpointSlice access (the router
+    ClusterRole goes with the release) and keep their last picture of the replicas."""
 
 
 class ServiceMonitorValues(ValuesModel):

@@ -120,8 +120,10 @@ class ScalingSpec(SpecModel):
     """Bounds on the replica count."""
 
     target_batch_utilization: Annotated[float, Field(gt=0, le=1)] = 0.8
-    """Target of running sequences / max_num_seqs, averaged over replicas. Above it the loop first
-    raises the batch limit (while SLOs and KV cache allow), then adds replicas. Default 0.8."""
+    """Target share of each replica's SLO capacity in use: running sequences over the batch a
+    replica can run while meeting spec.slo (its max_num_seqs when no SLO binds), averaged over
+    replicas. Above it the loop first raises the batch limit (while SLOs and KV cache allow), then
+    adds replicas; well below it, it removes replicas. Default 0.8."""
 
     slo: SloSpec | None = None
     """Latency objectives the loop protects."""
