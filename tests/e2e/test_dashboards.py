@@ -278,6 +278,24 @@ def test_every_dashboard_query_reads_live_series_and_cost_is_reported(
             )
             assert traffic.completed > 0
 
+            # The control loop writes each tier's share of the router's traffic into its status.
+            def shares() -> list[float] | None:
+                tiers = (read(testbed, "ir", "front", namespace).get("status") or {}).get("tiers") or []
+                found = [t.get("trafficShare") for t in tiers]
+                return found if found and None not in found else None
+
+            assert eventually(shares, timeout=60, interval=1, what="status.tiers[].trafficShare") == [1.0]
+            # ...and the router shows what each tier costs, from its model's status.
+            eventually(
+                lambda: all(
+                    t.get("usdPer1MTokens") and t.get("gpuHours")
+                    for t in read(testbed, "ir", "front", namespace)["status"]["tiers"]
+                ),
+                timeout=60,
+                interval=1,
+                what="status.tiers[] with the model's cost",
+            )
+
             every = {
                 n for d in dashboards.DASHBOARDS for q in d.queries() for n in dashboards.metric_names(q)
             }

@@ -227,3 +227,34 @@ def _exists(read: Any, namespace: str, name: str) -> bool:
             return False
         raise
     return True
+
+
+def test_a_binding_to_another_router_role_is_replaced(
+    testbed: Testbed, operator: OperatorProcess, api_client: Any, namespace: str
+) -> None:
+    """A roleRef cannot change: a RoleBinding of the router's name that binds another ClusterRole
+    (left by an install under another release name) is deleted and made again."""
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    kubectl(
+        testbed,
+        "create",
+        "rolebinding",
+        "assistant-router",
+        "-n",
+        namespace,
+        "--clusterrole=old-release-router",
+        f"--serviceaccount={namespace}:assistant-router",
+    )
+    for example in (SMALL, LARGE):
+        apply(testbed, load_example(REPO / "examples" / example, namespace))
+    apply(testbed, load_example(ROUTER, namespace))
+    eventually(
+        lambda: (
+            rbac.read_namespaced_role_binding("assistant-router", namespace).role_ref.name == "thrifty-router"
+        ),
+        timeout=30,
+        what="the binding to name the router role",
+    )
+    binding = rbac.read_namespaced_role_binding("assistant-router", namespace)
+    assert binding.metadata.owner_references[0].kind == "InferenceRouter"
+    assert degraded_reason(api_client, namespace) is None

@@ -100,3 +100,20 @@ def test_traffic_shares_are_kept_across_reconciles_and_written_only_when_they_mo
     assert [t["trafficShare"] for t in moved["tiers"]] == [0.6, 0.4]
     silent = with_traffic_shares(stored, {"small": 1.0})
     assert [t["trafficShare"] for t in silent["tiers"]] == [1.0, 0.0]
+
+
+def test_each_tier_shows_its_models_cost() -> None:
+    observed = [
+        TierObservation(
+            name="small",
+            model="llama-8b",
+            ready_endpoints=2,
+            cap=48,
+            cost={"gpuHours": 3.5, "usdPer1MTokens": 0.42},
+        ),
+        TierObservation(name="large", model="llama-70b", ready_endpoints=1, cap=128, cost=None),
+    ]
+    small, large = compute(tiers=observed)["tiers"]
+    assert (small["gpuHours"], small["usdPer1MTokens"]) == (3.5, 0.42)
+    assert "gpuHours" not in large
+    InferenceRouterStatus.model_validate(compute(tiers=observed))

@@ -30,6 +30,14 @@ class TierStatus(StatusModel):
     """Share of the router's requests this tier served over the recent window (0..1),
     escalations counted on the tier that finally served."""
 
+    gpu_hours: Annotated[float, Field(ge=0)] | None = None
+    """GPU-hours the tier's model has used so far (its status.cost.gpuHours)."""
+
+    usd_per_1m_tokens: Annotated[float, Field(ge=0)] | None = Field(None, alias="usdPer1MTokens")
+    """US dollars per million tokens the tier's model generated over the control loop's window
+    (its status.cost.usdPer1MTokens): what sending a request here rather than to another tier
+    costs."""
+
 
 class InferenceRouterStatus(StatusModel):
     """Observed state, written by the operator."""

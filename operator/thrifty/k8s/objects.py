@@ -125,6 +125,19 @@ def patch_status(api: client.ApiClient, obj: dict[str, Any], status: dict[str, A
     )
 
 
+def delete(api: client.ApiClient, obj: dict[str, Any]) -> None:
+    """Delete ``obj`` (by its kind, namespace and name); one already gone is fine."""
+    metadata = obj["metadata"]
+    path = object_path(
+        obj["apiVersion"], obj["kind"], namespace=metadata.get("namespace"), name=metadata["name"]
+    )
+    try:
+        _call(api, "DELETE", path)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
 def create(api: client.ApiClient, obj: dict[str, Any]) -> dict[str, Any]:
     metadata = obj["metadata"]
     path = object_path(obj["apiVersion"], obj["kind"], namespace=metadata.get("namespace"))

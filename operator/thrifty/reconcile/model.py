@@ -78,7 +78,11 @@ def reconcile_model(api: client.ApiClient, body: dict[str, Any]) -> dict[str, An
     metadata = body["metadata"]
     key = (metadata["namespace"], metadata["name"])
     with _locks[key]:
-        return _reconcile(api, body)
+        try:
+            return _reconcile(api, body)
+        except Exception:  # counted for the dashboards' error ratio; the caller logs and retries
+            RECONCILES.labels(kind=KIND, result="error").inc()
+            raise
 
 
 def _reconcile(api: client.ApiClient, body: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from thrifty.api import (
@@ -76,7 +77,11 @@ def reconcile_router(api: client.ApiClient, body: dict[str, Any], settings: Rout
     """Bring one InferenceRouter's children and status in line with its spec; returns the status."""
     metadata = body["metadata"]
     with _locks[(metadata["namespace"], metadata["name"])]:
-        return _reconcile(api, body, settings)
+        try:
+            return _reconcile(api, body, settings)
+        except Exception:  # counted for the dashboards' error ratio; the caller logs and retries
+            RECONCILES.labels(kind=ROUTER_KIND, result="error").inc()
+            raise
 
 
 def _tier_models(
@@ -120,6 +125,28 @@ def _name_taken(router: InferenceRouter, deployment: dict[str, Any] | None) -> P
     )
 
 
+def _apply(api: client.ApiClient, child: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return objects.server_side_apply(api, child)
+    except ApiException as error:
+        # A RoleBinding's roleRef cannot change: after the router ClusterRole was renamed (a
+        # reinstall under another release name), the binding is replaced instead.
+        if child["kind"] != "RoleBinding" or error.status != 422:
+            raise
+    log.info(
+        "replacing RoleBinding %s/%s: its roleRef changed",
+        child["metadata"]["namespace"],
+        child["metadata"]["name"],
+    )
+    objects.delete(api, child)
+    return objects.server_side_apply(api, child)
+
+
+def _model_cost(model: InferenceModel | None) -> dict[str, Any] | None:
+    cost = model.status.cost if model is not None and model.status is not None else None
+    return cost.model_dump(by_alias=True, exclude_none=True, mode="json") if cost is not None else None
+
+
 def _ready_endpoints(api: client.ApiClient, namespace: str) -> dict[str, tuple[str, ...]]:
     slices = objects.list_objects(api, "discovery.k8s.io/v1", "EndpointSlice", namespace=namespace)
     return ready_addresses(slices)
@@ -153,6 +180,7 @@ def _reconcile(api: client.ApiClient, body: dict[str, Any], settings: RouterSett
                 model=tier.model,
                 ready_endpoints=len(ready.get(tier.model, ())),
                 cap=config.cap(index) if config is not None else None,
+                cost=_model_cost(models.get(tier.model)),
             )
             for index, tier in enumerate(router.spec.tiers)
         ]
@@ -162,7 +190,7 @@ def _reconcile(api: client.ApiClient, body: dict[str, Any], settings: RouterSett
 
     if problem is None:
         for child in children:
-            applied = objects.server_side_apply(api, child)
+            applied = _apply(api, child)
             if child["kind"] == "Deployment":
                 deployment = applied
         RECONCILES.labels(kind=ROUTER_KIND, result="success").inc()

@@ -21,6 +21,8 @@ class TierObservation:
     ready_endpoints: int
     cap: int | None
     """The per-replica cap router.json gives the router (None when no configuration was rendered)."""
+    cost: dict[str, Any] | None = None
+    """The model's status.cost (gpuHours, usdPer1MTokens), shown per tier."""
 
 
 def _tiers(previous: dict[str, Any], tiers: list[TierObservation]) -> list[dict[str, Any]]:
@@ -35,6 +37,9 @@ def _tiers(previous: dict[str, Any], tiers: list[TierObservation]) -> list[dict[
         }
         if tier.cap is not None:
             entry["maxInFlightPerReplica"] = tier.cap
+        for field in ("gpuHours", "usdPer1MTokens"):
+            if (tier.cost or {}).get(field) is not None:
+                entry[field] = (tier.cost or {})[field]
         share = shares.get(tier.name)
         if share is not None:
             entry["trafficShare"] = share
