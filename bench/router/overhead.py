@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import math
+import multiprocessing
 import os
 import random
 import shutil
@@ -31,10 +32,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import uvloop
 
 from thrifty.twin import TwinServer, engine_config_from_vllm_args, percentile
 
@@ -42,6 +45,7 @@ MODEL = "meta-llama/Llama-3.2-1B-Instruct"
 SERVED = "llama-1b"
 GPU = "NVIDIA-H100-80GB-HBM3"
 CONVERSATIONS = 200
+LOAD_GENERATORS = 4
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
 
 
@@ -85,14 +89,23 @@ def conversation_bodies(count: int, *, seed: int = 0) -> list[bytes]:
 
 
 async def open_loop(
-    session: aiohttp.ClientSession, urls: Sequence[str], bodies: Sequence[bytes], rate: float, phase: Phase
+    session: aiohttp.ClientSession,
+    urls: Sequence[str],
+    bodies: Sequence[tuple[int, bytes]],
+    rate: float,
+    phase: Phase,
+    *,
+    start: float | None = None,
 ) -> None:
-    """Send `bodies` at `rate` per second on a fixed schedule, to `urls` in turn."""
-    loop = asyncio.get_running_loop()
-    start = loop.time() + 0.05
+    """Send each `(index, body)` at `start + index / rate` (a fixed schedule) to `urls[index % n]`.
+    Latency counts from the scheduled time, so a slow server cannot hide its queue."""
+    # perf_counter, not the loop's clock: uvloop's ticks in whole milliseconds. It is the
+    # system's monotonic clock, so load generators in several processes share one schedule.
+    clock = time.perf_counter
+    start = clock() + 0.05 if start is None else start
 
     async def one(url: str, body: bytes, due: float) -> None:
-        await asyncio.sleep(max(0.0, due - loop.time()))
+        await asyncio.sleep(max(0.0, due - clock()))
         try:
             async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
                 await response.read()
@@ -100,17 +113,74 @@ async def open_loop(
         except (aiohttp.ClientError, OSError):
             ok = False
         if ok:
-            phase.latencies_ms.append((loop.time() - due) * 1000)
+            phase.latencies_ms.append((clock() - due) * 1000)
         else:
             phase.errors += 1
 
     tasks = [
         asyncio.create_task(one(urls[index % len(urls)], body, start + index / rate))
-        for index, body in enumerate(bodies)
+        for index, body in bodies
     ]
     phase.sent = len(bodies)
     await asyncio.gather(*tasks)
-    phase.wall_s = loop.time() - start
+    phase.wall_s = clock() - start
+
+
+@dataclass(frozen=True)
+class LoadShare:
+    """What one load-generator process sends in a phase: every n-th request of the schedule."""
+
+    urls: tuple[str, ...]
+    bodies: tuple[tuple[int, bytes], ...]
+    rate: float
+    start: float
+    core: int | None
+
+
+def _generate(share: LoadShare) -> tuple[list[float], int, float]:
+    """One load-generator process: warm its connections, then send its share on the common
+    schedule; returns (latencies in ms, errors, seconds from the start to its last answer)."""
+    if share.core is not None:
+        os.sched_setaffinity(0, {share.core})
+
+    async def run() -> tuple[list[float], int, float]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            warm = [(index, body) for index, body in enumerate(conversation_bodies(64, seed=98))]
+            await open_loop(session, share.urls, warm, 200, Phase("warmup", 200))
+            phase = Phase("share", share.rate)
+            await open_loop(session, share.urls, share.bodies, share.rate, phase, start=share.start)
+            return phase.latencies_ms, phase.errors, phase.wall_s
+
+    return uvloop.run(run())
+
+
+async def spread_open_loop(
+    pool: ProcessPoolExecutor | None,
+    cores: Sequence[int | None],
+    urls: Sequence[str],
+    bodies: Sequence[bytes],
+    rate: float,
+    phase: Phase,
+    session: aiohttp.ClientSession,
+) -> None:
+    """The open-loop schedule, sent by one process per core in `cores` (each takes every n-th
+    request), so that at 1,000 requests/s the load generator is not what sets the tail."""
+    indexed = list(enumerate(bodies))
+    if pool is None:
+        await open_loop(session, urls, indexed, rate, phase)
+        return
+    start = time.perf_counter() + 2.0  # after every process has warmed its connections
+    shares = [
+        LoadShare(tuple(urls), tuple(indexed[k :: len(cores)]), rate, start, core)
+        for k, core in enumerate(cores)
+    ]
+    loop = asyncio.get_running_loop()
+    results = await asyncio.gather(*(loop.run_in_executor(pool, _generate, share) for share in shares))
+    for latencies, errors, wall_s in results:
+        phase.latencies_ms.extend(latencies)
+        phase.errors += errors
+        phase.wall_s = max(phase.wall_s, wall_s)
+    phase.sent = len(bodies)
 
 
 async def closed_loop(
@@ -121,15 +191,15 @@ async def closed_loop(
     seconds: float,
     phase: Phase,
 ) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    start = loop.time()
+    clock = time.perf_counter
+    deadline = clock() + seconds
+    start = clock()
     counter = iter(range(1 << 40))
 
     async def client() -> None:
-        while loop.time() < deadline:
+        while clock() < deadline:
             body = bodies[next(counter) % len(bodies)]
-            sent = loop.time()
+            sent = clock()
             try:
                 async with session.post(
                     url, data=body, headers={"Content-Type": "application/json"}
@@ -139,12 +209,12 @@ async def closed_loop(
             except (aiohttp.ClientError, OSError):
                 ok = False
             if ok:
-                phase.latencies_ms.append((loop.time() - sent) * 1000)
+                phase.latencies_ms.append((clock() - sent) * 1000)
             else:
                 phase.errors += 1
 
     await asyncio.gather(*(client() for _ in range(clients)))
-    phase.wall_s = loop.time() - start
+    phase.wall_s = clock() - start
     phase.sent = len(phase.latencies_ms) + phase.errors
 
 
@@ -232,6 +302,11 @@ async def measure(rates: Sequence[float], seconds: float, clients: int, max_seco
     router_core, twin_cores, loadgen_cores = _layout(cores)
     if loadgen_cores is not None:
         os.sched_setaffinity(0, loadgen_cores)
+    # Open-loop phases are sent by up to four processes of their own, one core each, where the
+    # machine has the cores; on a small machine, by this process.
+    generator_cores: list[int | None] = sorted(loadgen_cores or [])[:LOAD_GENERATORS]
+    spawn = multiprocessing.get_context("spawn")  # a fork would copy the running event loop
+    pool = ProcessPoolExecutor(len(generator_cores), mp_context=spawn) if len(generator_cores) > 1 else None
     twin_ports = [_free_port() for _ in twin_cores]
     router_port = _free_port()
     twins = [
@@ -279,7 +354,7 @@ async def measure(rates: Sequence[float], seconds: float, clients: int, max_seco
         # One client pool for every phase, warmed on both paths, so that neither pays for
         # opening connections while it is measured.
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        warm = conversation_bodies(400, seed=99)
+        warm = list(enumerate(conversation_bodies(400, seed=99)))
         for urls in (direct_urls, router_urls):
             await open_loop(session, urls, warm, 200, Phase("warmup", 200))
         for rate in rates:
@@ -290,7 +365,7 @@ async def measure(rates: Sequence[float], seconds: float, clients: int, max_seco
             for target, urls in (("direct", direct_urls), ("router", router_urls)):
                 phase = Phase(target, rate)
                 cpu_before = _cpu_seconds(router.pid)
-                await open_loop(session, urls, bodies, rate, phase)
+                await spread_open_loop(pool, generator_cores, urls, bodies, rate, phase, session)
                 if target == "router":
                     phase.router_cpu_s = _cpu_seconds(router.pid) - cpu_before
                 phases.append(phase)
@@ -309,6 +384,8 @@ async def measure(rates: Sequence[float], seconds: float, clients: int, max_seco
             f"router CPU {saturating.router_cpu_s / saturating.wall_s:.0%} of a core"
         )
     finally:
+        if pool is not None:
+            pool.shutdown()
         if session is not None:
             await session.close()
         for process in (router, *twins):
@@ -353,10 +430,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve-twin", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_twin is not None:
-        asyncio.run(_serve_twin(args.serve_twin))
+        uvloop.run(_serve_twin(args.serve_twin))
         return 0
     rates = [float(rate) for rate in args.rates.split(",")]
-    result = asyncio.run(measure(rates, args.seconds, args.clients, args.max_seconds))
+    # The rig (load generator, twins) on uvloop too, so that its own tail stays below the router's.
+    result = uvloop.run(measure(rates, args.seconds, args.clients, args.max_seconds))
     for rate in sorted({phase.rate for phase in result.phases}):
         print(
             f"{rate:.0f}/s: added p50 {result.added_ms(rate, 50):.2f} ms, p99 {result.added_ms(rate, 99):.2f} ms"

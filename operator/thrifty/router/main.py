@@ -194,7 +194,11 @@ def run_parsed(args: argparse.Namespace) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return asyncio.run(serve(args))
+    # uvloop's event loop (libuv) forwards a request with about half the CPU of asyncio's own;
+    # the router's one-core rate depends on it (bench/router/overhead.py).
+    import uvloop
+
+    return uvloop.run(serve(args))
 
 
 if __name__ == "__main__":
