@@ -175,21 +175,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--speedup", type=float, default=1.0, help="replay the trace this many times faster")
     parser.add_argument("--output", type=Path, default=REPO / "demo-output", help="where the PNG goes")
+    parser.add_argument("--prometheus", help="the testbed's Prometheus (default: from `thrifty testbed up`)")
     args = parser.parse_args(argv)
-    if os.environ.get("THRIFTY_NETNS") != "1":
+    if os.environ.get("THRIFTY_NETNS") != "1" or not os.environ.get("KUBECONFIG"):
         print(
             "run the demo with `make demo` (it runs inside the testbed's network namespace)", file=sys.stderr
         )
         return 2
-    state = read_state(default_state_dir())
-    if state is None:
+    prometheus = args.prometheus or (read_state(default_state_dir()) or {}).get("prometheus")
+    if not prometheus:
         print("the testbed is not up: `make demo` starts it", file=sys.stderr)
         return 2
     api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])  # type: ignore[no-untyped-call]
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
 
     step("1/4 Installing Thrifty with Helm (charts/thrifty)")
-    install(state["prometheus"])
+    install(prometheus)
     step("2/4 Applying the example models and the example router (examples/)")
     apply_examples(custom)
     step(f"3/4 Replaying {args.seconds:.0f}s of the Mooncake conversation trace through the router")
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                       "escalated": sum(1 for r in answered if r.escalated_from)}))  # fmt: skip
     png = write_summary(args.output / "summary.png", snapshots, results)
     print(f"wrote {png}")
-    wanted, missing = missing_metrics(state["prometheus"])
+    wanted, missing = missing_metrics(prometheus)
     if missing:
         print(
             f"dashboards: {len(missing)} of {len(wanted)} metric names are not in Prometheus: {', '.join(missing)}"

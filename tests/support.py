@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-from thrifty.testbed.cluster import Testbed
+from thrifty.testbed.cluster import Network, Testbed, binary_dir
+from thrifty.testbed.processes import TestbedError
 
 T = TypeVar("T")
 
@@ -53,3 +55,19 @@ def condition(body: dict[str, Any], kind: str) -> dict[str, Any] | None:
         if item["type"] == kind:
             return dict(item)
     return None
+
+
+@contextlib.contextmanager
+def own_testbed(directory: Path, network: Network) -> Iterator[Testbed]:
+    """A second testbed beside the session's, in the same network namespace (``network`` must use
+    other addresses and ports): for tests that need a cluster where nobody applied the CRDs or
+    started an operator, as a user's would be before `helm install`."""
+    bed = Testbed(state_dir=directory, bin_dir=binary_dir(), twin_load_seconds=2, network=network)
+    try:
+        bed.start()
+    except TestbedError as error:
+        raise AssertionError(f"the testbed in {directory} did not come up: {error}") from error
+    try:
+        yield bed
+    finally:
+        bed.stop()

@@ -26,9 +26,8 @@ import yaml
 
 from helm_cli import Helm
 from pod_stand_in import run_to_completion
-from support import eventually, kubectl
-from thrifty.testbed import processes
-from thrifty.testbed.cluster import Network, Testbed, binary_dir
+from support import eventually, kubectl, own_testbed
+from thrifty.testbed.cluster import Network, Testbed
 
 pytestmark = pytest.mark.testbed
 
@@ -63,18 +62,8 @@ REFUSED = re.compile(r'" 40[13] |\(40[13]\)|forbidden|unauthorized', re.IGNORECA
 @pytest.fixture(scope="module")
 def fresh_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     """A testbed for this module alone: no CRD applied, no operator running."""
-    bed = Testbed(
-        state_dir=tmp_path_factory.mktemp("helm-testbed"),
-        bin_dir=binary_dir(),
-        twin_load_seconds=2,
-        network=NETWORK,
-    )
-    try:
-        bed.start()
-    except processes.TestbedError as error:
-        pytest.fail(f"the Helm test's testbed did not come up: {error}")
-    yield bed
-    bed.stop()
+    with own_testbed(tmp_path_factory.mktemp("helm-testbed"), NETWORK) as bed:
+        yield bed
 
 
 @dataclass

@@ -23,9 +23,8 @@ import pytest
 import yaml
 
 from helm_cli import Helm
-from support import eventually, kubectl
-from thrifty.testbed import processes
-from thrifty.testbed.cluster import Network, Testbed, binary_dir
+from support import eventually, kubectl, own_testbed
+from thrifty.testbed.cluster import Network, Testbed
 from thrifty.testbed.processes import pid_alive
 
 pytestmark = pytest.mark.testbed
@@ -57,18 +56,8 @@ NETWORK = Network(
 @pytest.fixture(scope="module")
 def chart_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     """A testbed for this module alone: no CRD applied, no operator running."""
-    bed = Testbed(
-        state_dir=tmp_path_factory.mktemp("operator-pod-testbed"),
-        bin_dir=binary_dir(),
-        twin_load_seconds=2,
-        network=NETWORK,
-    )
-    try:
-        bed.start()
-    except processes.TestbedError as error:
-        pytest.fail(f"the operator pod test's testbed did not come up: {error}")
-    yield bed
-    bed.stop()
+    with own_testbed(tmp_path_factory.mktemp("operator-pod-testbed"), NETWORK) as bed:
+        yield bed
 
 
 def test_a_socket_on_every_address_answers_at_any_pod_ip() -> None:
