@@ -163,10 +163,18 @@ def small_pods(core: Any, namespace: str) -> list[Any]:
     return list(core.list_namespaced_pod(namespace, label_selector="thrifty.dev/model=llama-8b").items)
 
 
-def test_status_names_each_tier_with_its_endpoints(deployed: dict[str, Any]) -> None:
-    tiers = {t["name"]: t for t in deployed["status"]["tiers"]}
-    assert (tiers["small"]["model"], tiers["small"]["readyEndpoints"]) == ("llama-8b", 2)
-    assert (tiers["large"]["model"], tiers["large"]["readyEndpoints"]) == ("llama-70b", 1)
+def test_status_names_each_tier_with_its_endpoints(testbed: Testbed, deployed: dict[str, Any]) -> None:
+    def tiers() -> dict[str, Any] | None:
+        body = json.loads(
+            kubectl(testbed, "get", "ir", "assistant", "-n", deployed["namespace"], "-o", "json")
+        )
+        found = {t["name"]: t for t in body["status"]["tiers"]}
+        return found if found["small"]["readyEndpoints"] == 2 else None
+
+    # Ready needs one endpoint per tier; the second small replica may come a moment later.
+    found = eventually(tiers, timeout=30, what="both small replicas in the router's status")
+    assert (found["small"]["model"], found["large"]["model"]) == ("llama-8b", "llama-70b")
+    assert found["large"]["readyEndpoints"] == 1
     assert deployed["status"]["endpoint"].endswith(".svc:8000/v1")
 
 

@@ -66,7 +66,9 @@ def test_model_pods_are_twins_that_load_then_serve_stream_and_get_scraped(
     running_at = time.monotonic()
     ip = pod.status.pod_ip
     # The twin binds at once but, like vLLM, answers /health with 503 until the model is loaded.
-    assert eventually(lambda: health(ip), timeout=5, interval=0.05, what="the twin to answer") == 503
+    # (On a busy machine the first answer can come after the load: then it must have taken that long.)
+    first = eventually(lambda: health(ip), timeout=5, interval=0.05, what="the twin to answer")
+    assert first == 503 or time.monotonic() - running_at >= TWIN_LOAD_SECONDS * 0.75, first
 
     def model_ready() -> bool:
         model = kubectl(testbed, "get", "im", name, "-n", namespace, "-o", "json")

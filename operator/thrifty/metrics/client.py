@@ -56,8 +56,12 @@ class PrometheusMetrics:
         """`url` is Prometheus's base address; `api` replaces the client (tests pass a fake)."""
         if api is None:
             from prometheus_api_client import PrometheusConnect
+            from urllib3.util.retry import Retry
 
-            api = PrometheusConnect(url=url, disable_ssl=False, timeout=timeout_s)
+            # No retries inside a step: the client's default (3, with backoff) turns an unreachable
+            # Prometheus into a minute-long step; the loop's next step is the retry, and a step
+            # that cannot read holds and says so at once.
+            api = PrometheusConnect(url=url, disable_ssl=False, timeout=timeout_s, retry=Retry(total=0))
         self._api = api
         self.url = url
         self.scrape_interval_s = scrape_interval_s
