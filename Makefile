@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-demo: venv testbed-build ## the product tour: Helm install, examples and a router, a trace through it, a live table, a PNG
+demo: deps venv testbed-build ## the product tour: Helm install, examples and a router, a trace through it, a live table, a PNG
 	$(THRIFTY) testbed up --twin-load-seconds 10
 	$(THRIFTY) testbed shell -- $(PY) -m demo
 
@@ -54,7 +54,7 @@ vllm-spec: vllm-venv ## regenerate operator/thrifty/vllm_args/spec.json from the
 testbed-build: ## build (or find cached) etcd, kube-*, kwok and prometheus from testbed/gomod
 	testbed/build.sh
 
-up: venv testbed-build ## start the testbed in the background
+up: deps venv testbed-build ## start the testbed in the background
 	$(THRIFTY) testbed up
 down: venv ## stop the testbed; leaves no process or state behind
 	$(THRIFTY) testbed down
