@@ -86,10 +86,16 @@ class OperatorProcess:
 
 
 def start_operator(
-    testbed: Testbed, log: Path, *, namespaces: str, port: int, extra_env: dict[str, str] | None = None
+    testbed: Testbed,
+    log: Path,
+    *,
+    namespaces: str,
+    port: int,
+    extra_env: dict[str, str] | None = None,
+    metrics_port: int | None = None,
 ) -> OperatorProcess:
     """Start `thrifty operator` watching the namespaces matching the glob ``namespaces``, and
-    return once its liveness endpoint answers."""
+    return once its liveness endpoint answers; with ``metrics_port``, it serves its metrics there."""
     env = dict(
         os.environ, KUBECONFIG=str(testbed.kubeconfig), THRIFTY_RESYNC_SECONDS="2", **(extra_env or {})
     )
@@ -106,6 +112,7 @@ def start_operator(
                 liveness,
                 "--namespace",
                 namespaces,
+                *(["--metrics-port", str(metrics_port)] if metrics_port is not None else []),
             ],
             env=env,
             stdout=out,

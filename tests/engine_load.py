@@ -85,8 +85,8 @@ class EngineLoad:
                         async with session.post(url, json=body, headers=headers) as response:
                             await response.read()
                             self.completed += response.status == 200
-                    except aiohttp.ClientError:
-                        await asyncio.sleep(0.1)  # a replica going away mid-request
+                    except (aiohttp.ClientError, TimeoutError):
+                        await asyncio.sleep(0.1)  # a replica going away, or too slow, mid-request
 
             await asyncio.gather(follow_endpoints(), *(worker(i) for i in range(self.workers)))
 

@@ -57,6 +57,24 @@ def condition(body: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
+def own_network(index: int) -> Network:
+    """Addresses and ports for the index-th testbed of its own (1, 2, 3), apart from the session
+    testbed's and from each other's, so that all can run in one network namespace."""
+    offset = 1000 * index
+    return Network(
+        kwok_first_pod_ip=f"10.244.{64 * index}.1/16",
+        apiserver_ip=f"10.245.0.{10 * index + 1}",
+        node_ip=f"10.245.0.{10 * index + 2}",
+        etcd_port=21379 + offset,
+        etcd_peer_port=21380 + offset,
+        apiserver_port=25443 + offset,
+        controller_manager_port=29257 + offset,
+        scheduler_port=29259 + offset,
+        kwok_port=29247 + offset,
+        prometheus_port=28090 + offset,
+    )
+
+
 @contextlib.contextmanager
 def own_testbed(directory: Path, network: Network) -> Iterator[Testbed]:
     """A second testbed beside the session's, in the same network namespace (``network`` must use

@@ -8,21 +8,19 @@ MetricsAvailable=False and never scales down. Policy durations run 10x faster th
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 from kubernetes import client
 
 from conftest import OperatorProcess, start_operator, stop_operator
+from engine_load import EngineLoad
 from support import eventually, kubectl
 from thrifty.testbed.cluster import Testbed
 
@@ -39,62 +37,6 @@ spec:
     slo: {ttftP95: 2s, itlP95: 50ms}
     tuneMaxNumSeqs: {min: 8, max: 64}
 """
-
-
-class Load:
-    """A closed-loop load generator on the model's ready endpoints (pod IPs inside the testbed's
-    namespace): `workers` requests in flight, for at most `seconds`, stoppable at any time."""
-
-    def __init__(self, discovery: Any, namespace: str, *, workers: int, seconds: float) -> None:
-        self.discovery, self.namespace = discovery, namespace
-        self.workers, self.seconds = workers, seconds
-        self.stop = threading.Event()
-        self.completed = 0
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-
-    def endpoints(self) -> list[str]:
-        slices = self.discovery.list_namespaced_endpoint_slice(
-            self.namespace, label_selector="kubernetes.io/service-name=chat"
-        ).items
-        return [a for s in slices for e in s.endpoints or [] if e.conditions.ready for a in e.addresses]
-
-    async def _run(self) -> None:
-        deadline = time.monotonic() + self.seconds
-        targets: list[str] = []
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-
-            async def worker(index: int) -> None:
-                sent = index
-                while not self.stop.is_set() and time.monotonic() < deadline:
-                    if not targets:
-                        await asyncio.sleep(0.2)
-                        continue
-                    url = f"http://{targets[sent % len(targets)]}:8000/v1/completions"
-                    sent += 1
-                    body = {"model": "chat", "prompt": "x", "max_tokens": 200}
-                    try:
-                        async with session.post(
-                            url, json=body, headers={"X-Twin-Prompt-Tokens": "1500"}
-                        ) as r:
-                            await r.read()
-                            self.completed += r.status == 200
-                    except aiohttp.ClientError:
-                        await asyncio.sleep(0.1)
-
-            async def refresh() -> None:
-                while not self.stop.is_set() and time.monotonic() < deadline:
-                    targets[:] = await asyncio.to_thread(self.endpoints)
-                    await asyncio.sleep(1)
-
-            await asyncio.gather(refresh(), *(worker(i) for i in range(self.workers)))
-
-    def __enter__(self) -> Load:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=70)
 
 
 @pytest.fixture
@@ -141,7 +83,7 @@ def test_loop_scales_out_under_load_holds_across_restart_and_without_metrics_and
         eventually(lambda: condition(model_status(testbed, namespace), "Ready") == "True", what="model Ready")
 
         discovery = client.DiscoveryV1Api(api_client)
-        with Load(discovery, namespace, workers=48, seconds=240):
+        with EngineLoad(discovery, namespace, "chat", workers=48, seconds=240):
             eventually(
                 lambda: deployment_replicas(apps, namespace) > 1,
                 timeout=150,

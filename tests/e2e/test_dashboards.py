@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -33,7 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import OperatorProcess, stop_operator
+from conftest import OperatorProcess, start_operator, stop_operator
 from support import condition, eventually, kubectl
 from thrifty.testbed.cluster import Testbed
 from thrifty.testbed.prometheus import OPERATOR_METRICS_PORT
@@ -83,34 +81,19 @@ def start_operator_with_metrics(testbed: Testbed, log: Path, namespace: str) -> 
     testbed's Prometheus scrapes them. Policy durations run 20x faster, so the window the price
     per token is reckoned over spans 90 s instead of 30 min."""
     env = {
-        **os.environ,
-        "KUBECONFIG": str(testbed.kubeconfig),
-        "THRIFTY_RESYNC_SECONDS": "2",
         "THRIFTY_PROMETHEUS_URL": testbed.network.prometheus_url,
         "THRIFTY_CONTROL_SECONDS": "2",
         "THRIFTY_SCRAPE_INTERVAL_SECONDS": "2",
         "THRIFTY_CONTROL_TIME_SCALE": "0.05",
     }
-    liveness = f"http://127.0.0.1:{LIVENESS_PORT}/healthz"
-    argv = [sys.executable, "-m", "thrifty", "operator", "--liveness", liveness, "--namespace", namespace]
-    argv += ["--metrics-port", str(OPERATOR_METRICS_PORT)]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    running = OperatorProcess(process=process, log=log, env=env)
-
-    def alive() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"the operator exited early:\n{running.logs()[-3000:]}")
-        try:
-            with urllib.request.urlopen(liveness, timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    eventually(alive, timeout=30, what="the operator's liveness endpoint")
-    return running
+    return start_operator(
+        testbed,
+        log,
+        namespaces=namespace,
+        port=LIVENESS_PORT,
+        extra_env=env,
+        metrics_port=OPERATOR_METRICS_PORT,
+    )
 
 
 class Prometheus:

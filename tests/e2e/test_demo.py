@@ -13,24 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from support import own_testbed
-from thrifty.testbed.cluster import Network, Testbed
+from support import own_network, own_testbed
+from thrifty.testbed.cluster import Testbed
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Every address and port differs from the session testbed's and the other testbeds of their own.
-NETWORK = Network(
-    kwok_first_pod_ip="10.244.64.1/16",
-    apiserver_ip="10.245.0.31",
-    node_ip="10.245.0.32",
-    etcd_port=24379,
-    etcd_peer_port=24380,
-    apiserver_port=28443,
-    controller_manager_port=32257,
-    scheduler_port=32259,
-    kwok_port=32247,
-    prometheus_port=29290,
-)
+NETWORK = own_network(3)
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,8 @@ import yaml
 
 from helm_cli import Helm
 from pod_stand_in import run_to_completion
-from support import eventually, kubectl, own_testbed
-from thrifty.testbed.cluster import Network, Testbed
+from support import eventually, kubectl, own_network, own_testbed
+from thrifty.testbed.cluster import Testbed
 
 pytestmark = pytest.mark.testbed
 
@@ -40,19 +40,7 @@ MODELS_NAMESPACE = "models"  # the examples' own namespace
 RELEASE_SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
 CRDS = ("inferencemodels.thrifty.dev", "inferencerouters.thrifty.dev")
 
-# Every address and port differs from the session testbed's, so both can run in one namespace.
-NETWORK = Network(
-    kwok_first_pod_ip="10.244.128.1/16",
-    apiserver_ip="10.245.0.11",
-    node_ip="10.245.0.12",
-    etcd_port=22379,
-    etcd_peer_port=22380,
-    apiserver_port=26443,
-    controller_manager_port=30257,
-    scheduler_port=30259,
-    kwok_port=30247,
-    prometheus_port=29090,
-)
+NETWORK = own_network(1)
 
 # A refused or unauthenticated API call, as urllib3's debug log, the kubernetes client's ApiException
 # or kopf reports it.

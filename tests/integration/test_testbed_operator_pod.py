@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from helm_cli import Helm
-from support import eventually, kubectl, own_testbed
-from thrifty.testbed.cluster import Network, Testbed
+from support import eventually, kubectl, own_network, own_testbed
+from thrifty.testbed.cluster import Testbed
 from thrifty.testbed.processes import pid_alive
 
 pytestmark = pytest.mark.testbed
@@ -37,20 +37,7 @@ RELEASE_NAMESPACE = "thrifty-system"
 MODELS_NAMESPACE = "team-a"
 OPERATOR_SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator"
 
-# Every address and port differs from the session testbed's and the Helm test's, so all three can
-# run in one namespace.
-NETWORK = Network(
-    kwok_first_pod_ip="10.244.192.1/16",
-    apiserver_ip="10.245.0.21",
-    node_ip="10.245.0.22",
-    etcd_port=23379,
-    etcd_peer_port=23380,
-    apiserver_port=27443,
-    controller_manager_port=31257,
-    scheduler_port=31259,
-    kwok_port=31247,
-    prometheus_port=29190,
-)
+NETWORK = own_network(2)
 
 
 @pytest.fixture(scope="module")
