@@ -13,6 +13,7 @@ import datetime
 import fnmatch
 import logging
 import os
+from collections import defaultdict
 from typing import Any
 
 import kopf
@@ -187,12 +188,13 @@ def _control_once(windows: Any) -> None:
     api = api_client()
     now = datetime.datetime.now(datetime.UTC)
     routers = _live(api, ROUTER_KIND)
-    # A model behind a router gets its per-replica cap enforced there; the policy counts on it.
-    routed = {
-        (body["metadata"]["namespace"], tier.get("model"))
-        for body in routers
-        for tier in (body.get("spec") or {}).get("tiers") or ()
-    }
+    # A model behind a router gets its per-replica cap enforced there, and what waits in the
+    # router's queue for it is demand the engines never see: the policy counts on both.
+    routed: defaultdict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for body in routers:
+        for tier in (body.get("spec") or {}).get("tiers") or ():
+            key = (body["metadata"]["namespace"], str(tier.get("model")))
+            routed[key].append((body["metadata"]["name"], str(tier.get("name"))))
     for body in _live(api, KIND):
         try:
             control_step(
@@ -200,7 +202,7 @@ def _control_once(windows: Any) -> None:
                 windows.read,
                 body,
                 now=now,
-                behind_router=(body["metadata"]["namespace"], body["metadata"]["name"]) in routed,
+                router_tiers=routed.get((body["metadata"]["namespace"], body["metadata"]["name"]), ()),
                 sample_interval_s=CONTROL_SECONDS,
                 time_scale=CONTROL_TIME_SCALE,
             )

@@ -133,6 +133,7 @@ class FakePrometheus:
             "vllm:kv_cache_usage_perc": self.results.kv_cache_usage,
             "vllm:num_preemptions_total": self.results.preemptions,
             "vllm:request_success_total": self.results.finished_per_s,
+            "thrifty_router_queue_length": self.results.router_waiting,
         }
         return next(value for metric, value in table.items() if metric in query)
 
@@ -191,3 +192,32 @@ def test_the_live_loop_reader_selects_the_served_name_and_uses_the_itl_slo() -> 
 
     assert all('model_name="llama-3.1-8b",namespace="models"' in call[0] for call in fake.calls)
     assert window.latency[-1].itl_slow_share == pytest.approx(1 - (80 + 16 * 15 / 25) / 100)
+
+
+def test_the_routers_queue_for_the_model_is_read_into_the_window() -> None:
+    """Requests a router holds back because every replica is at its cap never reach vLLM's own
+    waiting queue: the window counts them from the router's metrics, per (router, tier)."""
+    fake = FakePrometheus(_results(router_waiting=_model_wide("12")))
+    client = PrometheusMetrics("http://127.0.0.1:9090", scrape_interval_s=15, api=fake)
+
+    window = client.window(
+        ModelSelector("llama", "models"),
+        now=NOW,
+        span_s=105,
+        step_s=15,
+        itl_slo_s=None,
+        router_tiers=[("assistant", "small"), ("batch", "cheap")],
+    )
+
+    (query,) = [call[0] for call in fake.calls if "thrifty_router_queue_length" in call[0]]
+    assert query == (
+        'sum(thrifty_router_queue_length{namespace="models",thrifty_dev_router="assistant",tier="small"}'
+        ' or thrifty_router_queue_length{namespace="models",thrifty_dev_router="batch",tier="cheap"})'
+    )
+    assert window.router_waiting[-1][1] == 12.0
+    assert (
+        client.window(
+            ModelSelector("llama", "models"), now=NOW, span_s=105, step_s=15, itl_slo_s=None
+        ).router_waiting
+        == ()
+    )

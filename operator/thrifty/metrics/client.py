@@ -12,6 +12,7 @@ makes the policy hold (MetricsAvailable=False) instead of acting on half a pictu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from thrifty.metrics.queries import (
     ModelSelector,
     WindowQueries,
     generated_tokens_query,
+    router_queue_query,
     tier_requests_query,
     window_queries,
 )
@@ -107,8 +109,11 @@ class PrometheusMetrics:
         span_s: float,
         step_s: float,
         itl_slo_s: float | None,
+        router_tiers: Sequence[tuple[str, str]] = (),
     ) -> MetricsWindow:
-        """The last `span_s` of `model`'s metrics at `step_s` resolution, as of `now` (epoch s)."""
+        """The last `span_s` of `model`'s metrics at `step_s` resolution, as of `now` (epoch s);
+        `router_tiers` names the (router, tier) pairs that send to the model, whose queues count
+        as the model's waiting requests."""
         queries: WindowQueries = window_queries(model, step_s=step_s)
         start = now - span_s
         errors: list[str] = []
@@ -136,6 +141,16 @@ class PrometheusMetrics:
             generated_tokens_per_s=self._range(
                 "generated_tokens_per_s", generated_tokens_query(model), start, now, step_s, []
             ),
+            router_waiting=self._range(
+                "router_waiting",
+                router_queue_query(namespace=model.namespace, tiers=router_tiers),
+                start,
+                now,
+                step_s,
+                errors,
+            )
+            if router_tiers
+            else (),
         )
         return build_window(
             results,
@@ -168,7 +183,13 @@ class PrometheusWindows:
         self.step_s = step_s
         self.span_s = span_s
 
-    def read(self, model: InferenceModel, ready_pods: list[str], now: float) -> MetricsWindow:
+    def read(
+        self,
+        model: InferenceModel,
+        ready_pods: list[str],
+        now: float,
+        router_tiers: Sequence[tuple[str, str]] = (),
+    ) -> MetricsWindow:
         scaling = model.spec.scaling
         slo = scaling.slo if scaling is not None else None
         return self.metrics.window(
@@ -177,4 +198,5 @@ class PrometheusWindows:
             span_s=self.span_s,
             step_s=self.step_s,
             itl_slo_s=slo.itl_p95_seconds if slo is not None else None,
+            router_tiers=router_tiers,
         )

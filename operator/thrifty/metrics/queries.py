@@ -10,6 +10,7 @@ the target's `namespace` and `pod`. Per-pod queries sum over vLLM's own extra la
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 RUNNING = "vllm:num_requests_running"
@@ -102,3 +103,16 @@ def tier_requests_query(*, namespace: str, router: str, span_s: float) -> str:
     Router series carry the pod label `thrifty.dev/router` as `thrifty_dev_router`."""
     matchers = f"{{namespace={quote(namespace)},thrifty_dev_router={quote(router)}}}"
     return f"sum by (tier) (increase({ROUTER_REQUESTS}{matchers}[{_duration(span_s)}]))"
+
+
+ROUTER_QUEUE = "thrifty_router_queue_length"
+
+
+def router_queue_query(*, namespace: str, tiers: Sequence[tuple[str, str]]) -> str:
+    """Requests Thrifty's routers hold back for one model: the queue length of every (router,
+    tier) that sends to it, summed over the routers' pods."""
+    selectors = [
+        f"{ROUTER_QUEUE}{{namespace={quote(namespace)},thrifty_dev_router={quote(router)},tier={quote(tier)}}}"
+        for router, tier in tiers
+    ]
+    return f"sum({' or '.join(selectors)})"

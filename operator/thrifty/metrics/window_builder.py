@@ -120,6 +120,7 @@ class WindowResults:
     itl_buckets: RangeResult
     last_scrape: InstantResult
     generated_tokens_per_s: RangeResult = ()
+    router_waiting: RangeResult = ()
 
 
 def build_window(
@@ -168,6 +169,7 @@ def build_window(
         end=end,
         samples=tuple(samples),
         latency=latency,
+        router_waiting=tuple(sorted(model_wide(results.router_waiting).items())),
         generated_tokens_per_s=tuple(sorted(tokens.items())),
         errors=tuple(errors),
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kubernetes import client
@@ -46,8 +46,8 @@ from thrifty.render import desired_deployment, model_selector
 
 log = logging.getLogger(__name__)
 
-# (model, ready pod names, now as epoch seconds) -> the model's metrics window.
-WindowReader = Callable[[InferenceModel, list[str], float], MetricsWindow]
+WindowReader = Callable[[InferenceModel, list[str], float, Sequence[tuple[str, str]]], MetricsWindow]
+"""(model, ready pod names, now, the (router, tier) pairs that send to the model) -> its window."""
 
 
 def _ready_pods(api: client.ApiClient, model: InferenceModel) -> list[str]:
@@ -149,7 +149,7 @@ def control_step(
     body: dict[str, Any],
     *,
     now: datetime.datetime,
-    behind_router: bool = False,
+    router_tiers: Sequence[tuple[str, str]] = (),
     sample_interval_s: float = 15.0,
     time_scale: float = 1.0,
 ) -> Decision | None:
@@ -169,12 +169,12 @@ def control_step(
     policy = policy_from_spec(
         scaling,
         engine_max_num_seqs=model.spec.batching.max_num_seqs,
-        behind_router=behind_router,
+        behind_router=bool(router_tiers),
         sample_interval_s=sample_interval_s,
     )
     policy = compress_time(policy, time_scale)
     epoch = now.timestamp()
-    window = read_window(model, ready, epoch)
+    window = read_window(model, ready, epoch, router_tiers)
     if window.errors:
         METRICS_QUERY_ERRORS.labels(namespace=model.namespace, model=model.name).inc(len(window.errors))
     decision = decide(window, state, policy, epoch)
