@@ -89,3 +89,15 @@ def own_testbed(directory: Path, network: Network) -> Iterator[Testbed]:
         yield bed
     finally:
         bed.stop()
+
+
+def delete_namespace(core: Any, name: str, *, timeout: float = 120) -> None:
+    """Delete a test's namespace and wait until its pods are gone, so that the GPUs they held (the
+    testbed has only two L4s) are free for the next test."""
+    core.delete_namespace(name)
+    eventually(
+        lambda: not core.list_namespaced_pod(name).items,
+        timeout=timeout,
+        interval=1,
+        what=f"the pods of {name} to go",
+    )

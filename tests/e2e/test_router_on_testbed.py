@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from conftest import OperatorProcess
-from support import condition, eventually, kubectl, load_example
+from support import condition, delete_namespace, eventually, kubectl, load_example
 from thrifty.testbed.cluster import Testbed
 from thrifty.testbed.pod_readiness import set_pod_ready
 from thrifty.testbed.twins import FAULT_ANNOTATION
@@ -156,7 +156,7 @@ def deployed(
         what="the router to discover 2 small and 1 large replicas",
     )
     yield {"namespace": namespace, "address": address, "status": status}
-    core.delete_namespace(namespace)
+    delete_namespace(core, namespace)
 
 
 def small_pods(core: Any, namespace: str) -> list[Any]:

@@ -19,7 +19,7 @@ import yaml
 from kubernetes import client
 
 from conftest import TWIN_LOAD_SECONDS, OperatorProcess
-from support import eventually, kubectl
+from support import delete_namespace, eventually, kubectl
 from thrifty.testbed.cluster import Testbed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def namespace(core: Any) -> Iterator[str]:
     name = f"models-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": name}})
     yield name
-    core.delete_namespace(name)
+    delete_namespace(core, name)
 
 
 def health(ip: str) -> int | None:

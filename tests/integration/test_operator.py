@@ -16,7 +16,7 @@ import yaml
 from kubernetes import client
 
 from conftest import OperatorProcess, start_operator, stop_operator
-from support import condition, eventually, kubectl, load_example
+from support import condition, delete_namespace, eventually, kubectl, load_example
 from thrifty.testbed.cluster import Testbed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ def namespace(testbed: Testbed, core: Any) -> Iterator[str]:
         name, {"metadata": {"name": "hf-token"}, "stringData": {"token": CANARY_TOKEN}}
     )
     yield name
-    core.delete_namespace(name)
+    delete_namespace(core, name)
 
 
 def apply_ready_example(testbed: Testbed, api_client: Any, namespace: str, example: str) -> str:
@@ -242,7 +242,7 @@ def unwatched_namespace(core: Any) -> Iterator[str]:
         name, {"metadata": {"name": "hf-token"}, "stringData": {"token": CANARY_TOKEN}}
     )
     yield name
-    core.delete_namespace(name)
+    delete_namespace(core, name)
 
 
 def test_operator_restart_changes_nothing_and_picks_up_edits_made_while_down(
