@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import yaml
@@ -101,3 +104,13 @@ def delete_namespace(core: Any, name: str, *, timeout: float = 120) -> None:
         interval=1,
         what=f"the pods of {name} to go",
     )
+
+
+CHART_TOOLS = Path(__file__).resolve().parents[1] / "tools" / "chart"
+
+
+def chart_tool(name: str) -> ModuleType:
+    """A module of tools/chart (a folder of scripts, not a package), imported by name."""
+    if str(CHART_TOOLS) not in sys.path:
+        sys.path.insert(0, str(CHART_TOOLS))
+    return importlib.import_module(name)

@@ -14,10 +14,8 @@ still proves the name is right. Every other name must have live series.
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
-import sys
 import threading
 import time
 import urllib.parse
@@ -25,14 +23,13 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
 from conftest import OperatorProcess, start_operator, stop_operator
-from support import condition, eventually, kubectl
+from support import chart_tool, condition, eventually, kubectl
 from thrifty.testbed.cluster import Testbed
 from thrifty.testbed.prometheus import OPERATOR_METRICS_PORT
 
@@ -67,13 +64,6 @@ spec:
 # What Grafana puts in for its own variables when the panels are run here.
 GRAFANA_VARIABLES = {"$__rate_interval": "30s", "$__range": "5m", "$model": ".*", "$router": ".*"}
 LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>\w+)\)$")
-
-
-def chart_dashboards() -> ModuleType:
-    tools = str(REPO / "tools" / "chart")
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    return importlib.import_module("chart_dashboards")
 
 
 def start_operator_with_metrics(testbed: Testbed, log: Path, namespace: str) -> OperatorProcess:
@@ -205,7 +195,7 @@ def with_variables(expr: str, namespace: str) -> str:
 def test_every_dashboard_query_reads_live_series_and_cost_is_reported(
     testbed: Testbed, thrifty_crds: None, core: Any, namespace: str, tmp_path: Path
 ) -> None:
-    dashboards = chart_dashboards()
+    dashboards = chart_tool("chart_dashboards")
     prometheus = Prometheus(testbed.network.prometheus_url)
     kubectl(testbed, "apply", "--server-side", "-f", str(ROUTER_CLUSTER_ROLE))
     operator = start_operator_with_metrics(testbed, tmp_path / "operator.log", namespace)

@@ -3,19 +3,17 @@ that the testbed builds; no cluster)."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 from pydantic import BaseModel
 
+from support import chart_tool
 from thrifty.api import InferenceModel, crd_files
 from thrifty.chart_values import PLACEHOLDER_DIGEST, ChartValues, chart_values_files
 from thrifty.k8s import objects
@@ -23,13 +21,6 @@ from thrifty.render import desired_children
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "thrifty"
-
-
-def chart_tool(name: str) -> ModuleType:
-    tools = str(REPO / "tools" / "chart")
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    return importlib.import_module(name)
 
 
 validate = chart_tool("validate")

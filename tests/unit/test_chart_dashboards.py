@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
-import sys
 from collections.abc import Iterable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from prometheus_client.metrics_core import Metric
 
+from support import chart_tool
 from thrifty.router.metrics import RouterMetrics
 from thrifty.twin.config import engine_config_from_vllm_args
 from thrifty.twin.sizing import size_server
@@ -20,13 +18,6 @@ from thrifty.twin.vllm_metrics import VllmMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS_DIR = REPO / "charts" / "thrifty" / "dashboards"
-
-
-def chart_tool(name: str) -> ModuleType:
-    tools = str(REPO / "tools" / "chart")
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    return importlib.import_module(name)
 
 
 dashboards = chart_tool("chart_dashboards")

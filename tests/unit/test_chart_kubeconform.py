@@ -3,24 +3,16 @@ pinned Kubernetes release's OpenAPI document, our kinds against schemas converte
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
+from support import chart_tool
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def chart_tool(name: str) -> ModuleType:
-    tools = str(REPO / "tools" / "chart")
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    return importlib.import_module(name)
 
 
 validate = chart_tool("validate")

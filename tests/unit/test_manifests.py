@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import importlib
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
+from support import chart_tool
 from thrifty.testbed.cluster import binary_dir
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "manifests" / "install"
 ARGOCD = REPO / "manifests" / "argocd"
-
-
-def chart_tool(name: str) -> ModuleType:
-    tools = str(REPO / "tools" / "chart")
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    return importlib.import_module(name)
 
 
 generate = chart_tool("generate")
