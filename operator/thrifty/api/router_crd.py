@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from thrifty.api.inference_model import CATEGORIES, GROUP, VERSION
 from thrifty.api.inference_router import (
     ROUTER_KIND,
     ROUTER_PLURAL,
@@ -14,7 +13,7 @@ from thrifty.api.inference_router import (
     InferenceRouterSpec,
 )
 from thrifty.api.router_status import InferenceRouterStatus
-from thrifty.api.schema import structural_schema
+from thrifty.api.schema import crd_object
 
 ROUTER_PRINTER_COLUMNS: list[dict[str, Any]] = [
     {
@@ -65,48 +64,19 @@ ROUTER_PRINTER_COLUMNS: list[dict[str, Any]] = [
 
 def inference_router_crd() -> dict[str, Any]:
     """The InferenceRouter CRD object, ready to create or to dump as YAML."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{ROUTER_PLURAL}.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": ROUTER_KIND,
-                "listKind": f"{ROUTER_KIND}List",
-                "plural": ROUTER_PLURAL,
-                "singular": ROUTER_SINGULAR,
-                "shortNames": list(ROUTER_SHORT_NAMES),
-                "categories": list(CATEGORIES),
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "description": (
-                                "One OpenAI-compatible endpoint in front of several InferenceModels: it "
-                                "sends each request to the cheapest tier that can serve it, retries once "
-                                "on the next tier up when that tier fails, and keeps requests that share "
-                                "a prefix on the replica that holds it."
-                            ),
-                            "type": "object",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": structural_schema(InferenceRouterSpec, "spec"),
-                                "status": structural_schema(InferenceRouterStatus, "status"),
-                            },
-                        }
-                    },
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": ROUTER_PRINTER_COLUMNS,
-                }
-            ],
-        },
-    }
+    return crd_object(
+        kind=ROUTER_KIND,
+        plural=ROUTER_PLURAL,
+        singular=ROUTER_SINGULAR,
+        short_names=ROUTER_SHORT_NAMES,
+        description=(
+            "One OpenAI-compatible endpoint in front of several InferenceModels: it "
+            "sends each request to the cheapest tier that can serve it, retries once "
+            "on the next tier up when that tier fails, and keeps requests that share "
+            "a prefix on the replica that holds it."
+        ),
+        spec_model=InferenceRouterSpec,
+        status_model=InferenceRouterStatus,
+        subresources={"status": {}},
+        printer_columns=ROUTER_PRINTER_COLUMNS,
+    )

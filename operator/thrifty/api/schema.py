@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from thrifty.api.base import CEL_KEY
+from thrifty.api.inference_model import CATEGORIES, GROUP, VERSION
 
 _DROPPED_KEYS = {"title", "$defs", "additionalProperties", "propertyNames", "patternProperties"}
 
@@ -165,3 +166,59 @@ def _ordered(node: dict[str, Any]) -> dict[str, Any]:
     head = {k: node[k] for k in _KEY_ORDER if k in node}
     tail = {k: node[k] for k in sorted(node) if k not in head}
     return {**head, **tail}
+
+
+def crd_object(
+    *,
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: tuple[str, ...],
+    description: str,
+    spec_model: type[BaseModel],
+    status_model: type[BaseModel],
+    subresources: dict[str, Any],
+    printer_columns: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The CustomResourceDefinition of one of our kinds: namespaced, in GROUP/VERSION, its schema
+    made from the spec and status models."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": list(short_names),
+                "categories": list(CATEGORIES),
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "description": description,
+                            "type": "object",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": structural_schema(spec_model, "spec"),
+                                "status": structural_schema(status_model, "status"),
+                            },
+                        }
+                    },
+                    "subresources": subresources,
+                    "additionalPrinterColumns": printer_columns,
+                }
+            ],
+        },
+    }
