@@ -7,6 +7,7 @@ import importlib
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -92,6 +93,28 @@ def own_testbed(directory: Path, network: Network) -> Iterator[Testbed]:
         yield bed
     finally:
         bed.stop()
+
+
+@contextlib.contextmanager
+def scratch_namespace(
+    core: Any, prefix: str, *, hf_token: str | None = None, wait_for_pods: bool = False
+) -> Iterator[str]:
+    """A namespace of its own for one test, `<prefix>-<random>`, deleted afterwards. With
+    ``hf_token``, it holds the Secret `hf-token` the gated examples name; with ``wait_for_pods``,
+    deletion waits until its pods are gone (see `delete_namespace`)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": name}})
+    if hf_token is not None:
+        core.create_namespaced_secret(
+            name, {"metadata": {"name": "hf-token"}, "stringData": {"token": hf_token}}
+        )
+    try:
+        yield name
+    finally:
+        if wait_for_pods:
+            delete_namespace(core, name)
+        else:
+            core.delete_namespace(name)
 
 
 def delete_namespace(core: Any, name: str, *, timeout: float = 120) -> None:

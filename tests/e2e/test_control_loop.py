@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from kubernetes import client
 
 from conftest import OperatorProcess, start_operator, stop_operator
 from engine_load import EngineLoad
-from support import eventually, kubectl
+from support import eventually, kubectl, scratch_namespace
 from thrifty.testbed.cluster import Testbed
 
 MODEL = """
@@ -41,10 +40,8 @@ spec:
 
 @pytest.fixture
 def namespace(core: Any) -> Iterator[str]:
-    name = f"scale-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name)
+    with scratch_namespace(core, "scale") as name:
+        yield name
 
 
 def model_status(testbed: Testbed, namespace: str) -> dict[str, Any]:

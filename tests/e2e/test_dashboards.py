@@ -20,7 +20,6 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import pytest
 import yaml
 
 from conftest import OperatorProcess, start_operator, stop_operator
-from support import chart_tool, condition, eventually, kubectl
+from support import chart_tool, condition, eventually, kubectl, scratch_namespace
 from thrifty.testbed.cluster import Testbed
 from thrifty.testbed.prometheus import OPERATOR_METRICS_PORT
 
@@ -156,10 +155,8 @@ class Traffic:
 
 @pytest.fixture
 def namespace(core: Any) -> Iterator[str]:
-    name = f"dash-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name)
+    with scratch_namespace(core, "dash") as name:
+        yield name
 
 
 def read(testbed: Testbed, kind: str, name: str, namespace: str) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from kubernetes import client
 
 from conftest import start_operator, stop_operator
 from engine_load import EngineLoad
-from support import eventually, kubectl
+from support import eventually, kubectl, scratch_namespace
 from thrifty.k8s.objects import FIELD_MANAGER
 from thrifty.testbed.cluster import Testbed
 
@@ -53,10 +52,8 @@ spec:
 
 @pytest.fixture
 def namespace(core: Any) -> Iterator[str]:
-    name = f"gitops-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name)
+    with scratch_namespace(core, "gitops") as name:
+        yield name
 
 
 def manifest_in(namespace: str, **scaling: Any) -> str:

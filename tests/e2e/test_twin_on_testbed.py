@@ -9,7 +9,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import yaml
 from kubernetes import client
 
 from conftest import TWIN_LOAD_SECONDS, OperatorProcess
-from support import delete_namespace, eventually, kubectl
+from support import eventually, kubectl, scratch_namespace
 from thrifty.testbed.cluster import Testbed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,10 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def namespace(core: Any) -> Iterator[str]:
-    name = f"models-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    delete_namespace(core, name)
+    with scratch_namespace(core, "models", wait_for_pods=True) as name:
+        yield name
 
 
 def health(ip: str) -> int | None:

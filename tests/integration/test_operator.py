@@ -16,7 +16,7 @@ import yaml
 from kubernetes import client
 
 from conftest import OperatorProcess, start_operator, stop_operator
-from support import condition, delete_namespace, eventually, kubectl, load_example
+from support import condition, delete_namespace, eventually, kubectl, load_example, scratch_namespace
 from thrifty.testbed.cluster import Testbed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,13 +26,8 @@ CANARY_TOKEN = "hf_CANARY" + uuid.uuid4().hex  # must never show up anywhere but
 
 @pytest.fixture
 def namespace(testbed: Testbed, core: Any) -> Iterator[str]:
-    name = f"models-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name}})
-    core.create_namespaced_secret(
-        name, {"metadata": {"name": "hf-token"}, "stringData": {"token": CANARY_TOKEN}}
-    )
-    yield name
-    delete_namespace(core, name)
+    with scratch_namespace(core, "models", hf_token=CANARY_TOKEN, wait_for_pods=True) as name:
+        yield name
 
 
 def apply_ready_example(testbed: Testbed, api_client: Any, namespace: str, example: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import yaml
 from kubernetes import client
 
 from conftest import OperatorProcess
-from support import condition, eventually, kubectl, load_example
+from support import condition, eventually, kubectl, load_example, scratch_namespace
 from thrifty.api import RouterConfig
 from thrifty.testbed.cluster import Testbed
 
@@ -28,13 +27,8 @@ ROUTER = REPO / "examples" / "routers" / "assistant.yaml"
 
 @pytest.fixture
 def namespace(testbed: Testbed, core: Any) -> Iterator[str]:
-    name = f"models-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name}})
-    core.create_namespaced_secret(
-        name, {"metadata": {"name": "hf-token"}, "stringData": {"token": "hf_test"}}
-    )
-    yield name
-    core.delete_namespace(name)
+    with scratch_namespace(core, "models", hf_token="hf_test") as name:
+        yield name
 
 
 def apply(testbed: Testbed, body: dict[str, Any]) -> None:
