@@ -17,6 +17,8 @@ from kubernetes import client
 
 from conftest import OperatorProcess, start_operator, stop_operator
 from support import condition, delete_namespace, eventually, kubectl, load_example, scratch_namespace
+from thrifty.k8s import objects
+from thrifty.reconcile.model import reconcile_model
 from thrifty.testbed.cluster import Testbed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -293,3 +295,26 @@ def test_hf_token_never_appears_in_args_env_status_events_or_logs(
     assert leaks == []
     env = {e.name: e.value for e in container.env}
     assert env["HF_TOKEN_PATH"] == "/var/run/secrets/thrifty/credentials/token"
+
+
+def test_a_status_computed_from_a_stale_read_never_overwrites_a_newer_one(
+    testbed: Testbed, thrifty_crds: None, api_client: Any, unwatched_namespace: str
+) -> None:
+    """The reconcile and the control loop both write a model's status. A reconcile working from
+    a body read before the loop recorded a decision must not drop that decision: its write is
+    refused as stale, and it redoes the reconcile on the object as it is now."""
+    body = load_example(REPO / "examples" / "llama-3.1-8b-fp8-h100.yaml", unwatched_namespace)
+    kubectl(testbed, "apply", "-f", "-", stdin=yaml.safe_dump(body))
+    stale = objects.read(
+        api_client, "thrifty.dev/v1alpha1", "InferenceModel", "llama-8b", namespace=unwatched_namespace
+    )
+    assert stale is not None
+    decision = {"time": "2026-11-27T12:00:00Z", "action": "ScaleUp", "from": 1, "to": 2, "reason": "the loop"}
+    objects.patch_status(api_client, stale, {"decisions": [decision]})  # the loop, meanwhile
+
+    status = reconcile_model(api_client, stale)
+
+    stored = read_model(api_client, unwatched_namespace, "llama-8b")
+    assert stored["status"]["decisions"] == [decision]
+    assert status["decisions"] == [decision]
+    assert condition(stored, "Degraded") is not None  # the reconcile's own part was written too

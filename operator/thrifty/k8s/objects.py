@@ -108,21 +108,40 @@ def list_objects(
     return items
 
 
-def patch_status(api: client.ApiClient, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-    """Merge-patch the status subresource; never touches spec or metadata."""
+class StaleObjectError(Exception):
+    """The object changed since it was read: a guarded write was refused (HTTP 409)."""
+
+
+def patch_status(
+    api: client.ApiClient, obj: dict[str, Any], status: dict[str, Any], *, if_unchanged: bool = False
+) -> dict[str, Any]:
+    """Merge-patch the status subresource; never touches spec or metadata.
+
+    With ``if_unchanged`` the patch carries ``obj``'s resourceVersion, and the apiserver refuses
+    it (`StaleObjectError`) when another writer got there first: status computed from a stale
+    read must not overwrite what that writer stored (the reconcile and the control loop both
+    write a model's status)."""
     metadata = obj["metadata"]
     path = object_path(
         obj["apiVersion"], obj["kind"], namespace=metadata.get("namespace"), name=metadata["name"]
     )
+    body: dict[str, Any] = {"status": status}
+    if if_unchanged:
+        body["metadata"] = {"resourceVersion": metadata["resourceVersion"]}
     # Named, so that managedFields say who owns status (else the client's user agent).
-    return _call(
-        api,
-        "PATCH",
-        path + "/status",
-        body={"status": status},
-        content_type="application/merge-patch+json",
-        query=[("fieldManager", FIELD_MANAGER)],
-    )
+    try:
+        return _call(
+            api,
+            "PATCH",
+            path + "/status",
+            body=body,
+            content_type="application/merge-patch+json",
+            query=[("fieldManager", FIELD_MANAGER)],
+        )
+    except ApiException as error:
+        if error.status == 409:
+            raise StaleObjectError(f"{obj['kind']} {metadata.get('namespace')}/{metadata['name']}") from None
+        raise
 
 
 def delete(api: client.ApiClient, obj: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from thrifty.k8s import objects
 from thrifty.reconcile.cost import account_gpu_hours
 from thrifty.reconcile.status import Problem, engine_max_num_seqs, model_status
 from thrifty.reconcile.telemetry import RECONCILES
-from thrifty.reconcile.write_status import write_status
+from thrifty.reconcile.write_status import on_fresh_reads, write_status
 from thrifty.render import desired_children, model_selector
 from thrifty.vllm_args import InvalidEngineArgs
 
@@ -79,7 +79,7 @@ def reconcile_model(api: client.ApiClient, body: dict[str, Any]) -> dict[str, An
     key = (metadata["namespace"], metadata["name"])
     with _locks[key]:
         try:
-            return _reconcile(api, body)
+            return on_fresh_reads(api, body, lambda current: _reconcile(api, current)) or {}
         except Exception:  # counted for the dashboards' error ratio; the caller logs and retries
             RECONCILES.labels(kind=KIND, result="error").inc()
             raise

@@ -32,7 +32,7 @@ from thrifty.k8s.endpoints import ready_addresses
 from thrifty.reconcile.router_status import TierObservation, router_status, with_traffic_shares
 from thrifty.reconcile.status import Problem
 from thrifty.reconcile.telemetry import RECONCILES, record_router_tiers
-from thrifty.reconcile.write_status import write_status
+from thrifty.reconcile.write_status import on_fresh_reads, write_status
 from thrifty.render import (
     DEFAULT_ROUTER_CLUSTER_ROLE,
     DEFAULT_ROUTER_IMAGE,
@@ -78,7 +78,7 @@ def reconcile_router(api: client.ApiClient, body: dict[str, Any], settings: Rout
     metadata = body["metadata"]
     with _locks[(metadata["namespace"], metadata["name"])]:
         try:
-            return _reconcile(api, body, settings)
+            return on_fresh_reads(api, body, lambda current: _reconcile(api, current, settings)) or {}
         except Exception:  # counted for the dashboards' error ratio; the caller logs and retries
             RECONCILES.labels(kind=ROUTER_KIND, result="error").inc()
             raise
@@ -217,7 +217,11 @@ def _reconcile(api: client.ApiClient, body: dict[str, Any], settings: RouterSett
 
 def report_traffic(api: client.ApiClient, body: dict[str, Any], shares: dict[str, float]) -> None:
     """Write each tier's share of the router's traffic (from Prometheus) into status.tiers."""
-    before = body.get("status") or {}
-    after = with_traffic_shares(before, shares)
-    if after is not before:
-        objects.patch_status(api, body, after)
+
+    def attempt(current: dict[str, Any]) -> None:
+        before = current.get("status") or {}
+        after = with_traffic_shares(before, shares)
+        if after is not before:
+            objects.patch_status(api, current, after, if_unchanged=True)
+
+    on_fresh_reads(api, body, attempt)

@@ -42,6 +42,7 @@ from thrifty.reconcile.telemetry import (
     REPLICAS,
     start_model_series,
 )
+from thrifty.reconcile.write_status import on_fresh_reads
 from thrifty.render import desired_deployment, model_selector
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,8 @@ def control_step(
             api,
             desired_deployment(model, replicas=decision.replicas, max_num_seqs=decision.engine_max_num_seqs),
         )
-    _report(api, body, model, decision, window, now=now)
+    # The decision is carried out above; its record goes onto the status as it is now.
+    on_fresh_reads(api, body, lambda current: _report(api, current, model, decision, window, now=now))
     return decision
 
 
@@ -226,7 +228,7 @@ def _report(
     status["conditions"] = conditions
     status = price_generated_tokens(before, status, model, window)
     if status != before:
-        objects.patch_status(api, body, status)
+        objects.patch_status(api, body, status, if_unchanged=True)
 
     labels = {"namespace": model.namespace, "model": model.name}
     start_model_series(**labels)
