@@ -7,7 +7,7 @@ THRIFTY := $(VENV)/bin/thrifty
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test unit lint deps venv vllm-venv vllm-spec testbed-build up down status shell clean bench-twin bench-autoscale bench-router chart chart-check
+.PHONY: help demo test unit lint deps venv vllm-venv vllm-spec testbed-build up down status shell clean bench-twin bench-capacity bench-autoscale bench-router chart chart-check
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ shell: venv ## a shell inside the testbed's namespace with KUBECONFIG set
 
 bench-twin: venv ## twin step-time fidelity (vs H100 and published figures) and an hour of trace replayed on 4 twins
 	$(PY) bench/twin/bench.py
+
+bench-capacity: venv ## the capacity model against the twin's measured capacity at the SLO, over a grid of mixes and configurations
+	$(PY) -m bench.capacity
 
 bench-autoscale: venv ## Thrifty vs HPA, KubeAI, AIBrix KPA, llm-d and static on a replayed trace (TRACE=<azure csv>)
 	$(PY) -m bench.autoscale $(if $(TRACE),--trace $(TRACE))
