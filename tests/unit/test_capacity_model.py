@@ -120,8 +120,9 @@ def test_fp8_weights_and_prefix_hits_each_raise_the_capacity() -> None:
 def test_a_small_max_num_seqs_binds_long_generations() -> None:
     capacity = ReplicaModel(_config(max_num_seqs=16)).capacity(_mix(300, 800), SLO)
     assert capacity.binding == "max_num_seqs"
-    occupancy = capacity.concurrency + 1.645 * math.sqrt(capacity.concurrency)
-    assert occupancy == pytest.approx(16, rel=0.05)
+    # Requests queue for a place (Erlang C) before the mean occupancy reaches the 16 places.
+    assert 0.6 * 16 < capacity.concurrency < 16
+    assert capacity.at_capacity.seat_wait_p95_s > 0
 
 
 def test_a_small_token_budget_trades_itl_headroom_for_ttft() -> None:

@@ -66,6 +66,9 @@ class LoadPrediction:
     slow_share: float
     """Share of inter-token gaps longer than the ITL SLO (0 without one)."""
     ttft_p95_s: float
+    seat_wait_p95_s: float
+    """Of the TTFT p95, the wait for one of `max_num_seqs` places in the running batch (an
+    M/G/c queue: Erlang C with an exponential tail)."""
     kv_usage: float
     """KV-cache share the 95th-percentile occupancy fills."""
     prefill_busy: float
@@ -241,8 +244,9 @@ class ReplicaModel:
         occupancy = concurrency + _OCCUPANCY_Z * math.sqrt(concurrency)
         kv_usage = occupancy * (context + config.block_size / 2) / self.kv_capacity_tokens
         overflow = ""
-        if occupancy > config.max_num_seqs:
-            overflow = f"max_num_seqs {config.max_num_seqs} (95th-percentile occupancy {occupancy:.0f})"
+        seq_wait = _seat_wait_p95(config.max_num_seqs, concurrency, concurrency / rate if rate > 0 else 0.0)
+        if not math.isfinite(seq_wait):
+            overflow = f"max_num_seqs {config.max_num_seqs} (mean occupancy {concurrency:.0f})"
         elif kv_usage > 1:
             overflow = f"the KV cache (95th-percentile occupancy would use {kv_usage:.2f} of it)"
         return LoadPrediction(
@@ -251,14 +255,15 @@ class ReplicaModel:
             mean_itl_s=1 / steps_per_s,
             decode_step_s=decode,
             slow_share=stats.slow_share,
-            ttft_p95_s=stats.ttft_p95,
+            ttft_p95_s=stats.ttft_p95 + seq_wait,
+            seat_wait_p95_s=seq_wait,
             kv_usage=kv_usage,
             prefill_busy=stats.busy,
             overflow=overflow,
         )
 
     def _overflowing(self, rate: float, concurrency: float, decode: float, what: str) -> LoadPrediction:
-        return LoadPrediction(rate, concurrency, decode, decode, 1.0, math.inf, 1.0, 1.0, what)
+        return LoadPrediction(rate, concurrency, decode, decode, 1.0, math.inf, math.inf, 1.0, 1.0, what)
 
     def _rate_stats(
         self,
@@ -362,8 +367,22 @@ def _breach(prediction: LoadPrediction, slo: LatencySlo) -> str:
     if slo.itl_p95_s is not None and prediction.slow_share > ITL_SLOW_BUDGET:
         return "ITL p95"
     if slo.ttft_p95_s is not None and prediction.ttft_p95_s > slo.ttft_p95_s:
-        return "TTFT p95"
+        return "max_num_seqs" if prediction.seat_wait_p95_s > prediction.ttft_p95_s / 2 else "TTFT p95"
     return ""
+
+
+def _seat_wait_p95(seats: int, load: float, service_s: float) -> float:
+    """95th-percentile wait for a place among `seats` with `load` erlangs offered (M/G/c): zero
+    when fewer than 5% of arrivals wait, infinite when the load reaches the seats."""
+    if load >= seats:
+        return math.inf
+    blocking = 1.0
+    for servers in range(1, seats + 1):
+        blocking = load * blocking / (servers + load * blocking)
+    waiting = seats * blocking / (seats - load * (1 - blocking))
+    if waiting <= _TTFT_TAIL:
+        return 0.0
+    return service_s / (seats - load) * math.log(waiting / _TTFT_TAIL)
 
 
 def _weighted_mean(values: list[tuple[float, float]]) -> float:

@@ -9,9 +9,10 @@ because it is free and it sets each replica's capacity; (3) the replica count fo
 
 from __future__ import annotations
 
-from thrifty.control.cap import plan_cap
+from thrifty.control.cap import CapPlan, plan_cap
 from thrifty.control.decision import Action, Change, Decision
 from thrifty.control.engine_flag import plan_engine
+from thrifty.control.planner import CapacityPlan, plan_capacity, planned_cap
 from thrifty.control.policy import ScalingPolicy
 from thrifty.control.replicas import plan_replicas
 from thrifty.control.signals import Signals, read_signals
@@ -80,7 +81,10 @@ def decide(window: MetricsWindow, state: ScalingState, policy: ScalingPolicy, no
         return _bounded_hold(state, policy, missing)
 
     cap_plan = plan_cap(signals, state, policy, now)
-    replica_plan = plan_replicas(signals, state, policy, cap_plan.cap, cap_plan.capacity, now)
+    capacity_plan = plan_capacity(signals, policy, window.mix, now) if window.mix is not None else None
+    if capacity_plan is not None:
+        cap_plan = _cap_from_capacity(cap_plan, capacity_plan, signals, state, policy)
+    replica_plan = plan_replicas(signals, state, policy, cap_plan.cap, cap_plan.capacity, now, capacity_plan)
     engine_plan = plan_engine(signals, state, policy, cap_plan, now)
 
     replicas = _clamped(replica_plan.replicas, policy)
@@ -119,6 +123,29 @@ def decide(window: MetricsWindow, state: ScalingState, policy: ScalingPolicy, no
         ),
         changes=tuple(changes),
     )
+
+
+def _cap_from_capacity(
+    cap_plan: CapPlan, plan: CapacityPlan, signals: Signals, state: ScalingState, policy: ScalingPolicy
+) -> CapPlan:
+    """With the capacity model, the cap follows the model's occupancy at capacity; preemptions and
+    a full KV cache still lower it at once (cap.py), since then the model has the memory wrong."""
+    if not policy.tune_max_num_seqs or signals.preemptions_recent > 0 or signals.kv_peak >= policy.kv_high:
+        return cap_plan
+    current = state.effective_cap
+    wanted = planned_cap(plan, policy)
+    engine = state.engine_max_num_seqs
+    if abs(wanted - current) <= policy.cap_deadband * current:
+        return CapPlan(current, "", cap_plan.capacity)
+    reason = (
+        f"at {plan.capacity.rate_per_s:.1f} req/s a replica runs about {plan.capacity.concurrency:.0f} "
+        f"requests; {policy.burst_headroom:g} x their 95th-percentile occupancy"
+    )
+    if not policy.cap_enforced_by_router:
+        return CapPlan(current, reason, cap_plan.capacity, wants_engine=wanted)
+    if wanted > engine:
+        return CapPlan(engine, reason if current < engine else "", cap_plan.capacity, wants_above_engine=True)
+    return CapPlan(wanted, reason, cap_plan.capacity)
 
 
 def _steady_reason(signals: Signals, state: ScalingState) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from thrifty.api.scaling import ScalingSpec
+from thrifty.twin.config import EngineConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,8 @@ class ScalingPolicy:
     """The engine flag (a rolling restart) moves only beyond this share."""
     forecast_max_growth: float = 1.5
     """The demand forecast over the start-up horizon never exceeds this multiple of today's."""
+    sustained_scrapes: int = 3
+    """A queue counts as lasting when every one of this many scrapes saw it."""
     queue_drain_share: float = 0.5
     """A queue must drain within this share of the TTFT SLO (the rest is prefill and noise)."""
     scale_up_max_factor: float = 2.0
@@ -99,6 +102,10 @@ class ScalingPolicy:
     """Factor by which a rolling restart raises the engine's --max-num-seqs."""
     engine_granularity: int = 16
     """Engine flag values are multiples of this (CUDA-graph batch sizes are)."""
+    engine: EngineConfig | None = None
+    """One replica's server configuration (model shape, GPU, flags), for the capacity model
+    (`thrifty.capacity`): with it, replicas follow demand over capacity at the SLO; without it
+    (a model or GPU the calibration does not know), they follow the window's load estimate."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_replicas <= self.max_replicas:
@@ -129,11 +136,13 @@ def policy_from_spec(
     behind_router: bool,
     sample_interval_s: float = 15.0,
     startup_s: float = 120.0,
+    engine: EngineConfig | None = None,
 ) -> ScalingPolicy:
     """The policy for one InferenceModel's `spec.scaling`.
 
     `engine_max_num_seqs` is spec.batching.maxNumSeqs: without tuning, the cap stays there.
     `behind_router` says whether a Thrifty router enforces the effective cap for this model.
+    `engine` is one replica's server configuration, when the capacity model knows it.
     """
     tune = spec.tune_max_num_seqs
     tuning = tune is not None and tune.enabled
@@ -154,4 +163,5 @@ def policy_from_spec(
         rollout_cooldown_s=cooldowns.max_num_seqs_rollout_seconds,
         sample_interval_s=sample_interval_s,
         startup_s=startup_s,
+        engine=engine,
     )

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from thrifty.control.cap import Capacity
+from thrifty.control.planner import CapacityPlan
 from thrifty.control.policy import ScalingPolicy
 from thrifty.control.signals import Signals
 from thrifty.control.state import ScalingState
@@ -67,6 +68,24 @@ def _needed_for_queue(signals: Signals, per_replica: float, policy: ScalingPolic
     return needed, reason
 
 
+def _needed_for_queue_at_rate(signals: Signals, plan: CapacityPlan, policy: ScalingPolicy) -> tuple[int, str]:
+    """Replicas that drain a lasting queue within `queue_drain_share` of the TTFT SLO on top of
+    the demand, each serving the planned rate. Requests that arrived since the last engine step
+    wait for a moment in every busy engine; only a queue seen at every recent scrape counts."""
+    slo = policy.ttft_p95_slo_s
+    queued = signals.waiting_sustained
+    if slo is None or queued <= 0:
+        return 0, ""
+    budget = slo * policy.queue_drain_share
+    needed = math.ceil((plan.demand_rate + queued / budget) / plan.per_replica_rate - 1e-9)
+    reason = (
+        f"{queued:.0f} queued for {policy.sustained_scrapes} scrapes must drain within {budget:g}s on top of "
+        f"{plan.demand_rate:.1f} "
+        f"arrivals/s, at {plan.per_replica_rate:.1f} requests/s per replica"
+    )
+    return needed, reason
+
+
 def plan_replicas(
     signals: Signals,
     state: ScalingState,
@@ -74,20 +93,43 @@ def plan_replicas(
     cap: int,
     capacity: Capacity | None,
     now: float,
+    capacity_plan: CapacityPlan | None = None,
 ) -> ReplicaPlan:
     """The replica count for the next period, within the policy's bounds."""
     current = state.replicas
     per_replica = per_replica_target(cap, capacity, policy)
-    by_demand, demand_reason = _needed_for_demand(signals, per_replica, policy)
-    by_queue, queue_reason = _needed_for_queue(signals, per_replica, policy)
+    if capacity_plan is not None:
+        by_demand, demand_reason = capacity_plan.replicas, capacity_plan.reason
+        by_queue, queue_reason = _needed_for_queue_at_rate(signals, capacity_plan, policy)
+    else:
+        by_demand, demand_reason = _needed_for_demand(signals, per_replica, policy)
+        by_queue, queue_reason = _needed_for_queue(signals, per_replica, policy)
     wanted, reason = (by_queue, queue_reason) if by_queue > by_demand else (by_demand, demand_reason)
     ttft = signals.ttft_ratio
     if ttft is not None and ttft > 1.0 and signals.waiting_now > 0 and wanted <= current:
         wanted = current + 1
         reason = f"TTFT p95 {signals.ttft_p95_s:.2f}s is {ttft:.2f} of its SLO with {signals.waiting_now:.0f} queued"
+    itl = signals.itl_ratio
+    if (
+        capacity_plan is not None
+        and itl is not None
+        and itl > 1.0
+        and wanted <= current
+        and capacity_plan.demand_rate >= 0.5 * current * capacity_plan.per_replica_rate
+    ):
+        # The model said the replicas suffice and the SLO says they do not: react, and let the
+        # step-time correction catch up.
+        wanted = current + 1
+        reason = (
+            f"ITL p95 {signals.itl_p95_s or 0:.3f}s is {itl:.2f} of its SLO at {capacity_plan.demand_rate:.1f} "
+            f"req/s on {current} replicas, though the model expected {capacity_plan.per_replica_rate:.1f}/s "
+            "per replica to hold it"
+        )
 
     if wanted > current:
         return _scale_up(wanted, reason, state, policy, now)
+    if capacity_plan is not None:
+        return _scale_down_to(capacity_plan.keep, capacity_plan.reason, signals, state, policy, now)
     return _scale_down(signals, state, policy, per_replica, now)
 
 
@@ -123,6 +165,19 @@ def _scale_down(
         f"{wanted} replicas at {per_replica:.0f} each suffice"
     )
     return ReplicaPlan(target, reason)
+
+
+def _scale_down_to(
+    keep: int, why: str, signals: Signals, state: ScalingState, policy: ScalingPolicy, now: float
+) -> ReplicaPlan:
+    """Fewer replicas, down to what the recent peak needs, once nothing blocks a scale-in."""
+    current = state.replicas
+    wanted = max(policy.min_replicas, keep)
+    # The peak held over the scale-in delay already waited out the surplus: no cooldown, no steps.
+    blockers = [b for b in _scale_down_blockers(signals, state, policy, now) if b != "cooldown"]
+    if wanted >= current or blockers:
+        return ReplicaPlan(current, "")
+    return ReplicaPlan(wanted, f"{wanted} replicas carry the peak: {why}")
 
 
 def _scale_down_blockers(

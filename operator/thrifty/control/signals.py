@@ -31,6 +31,20 @@ class LoadPoint:
 
 
 @dataclass(frozen=True, slots=True)
+class TrafficPoint:
+    """The model's request traffic at one scrape, over the minute before."""
+
+    time: float
+    arrivals_per_s: float
+    """Requests that arrived per second: those finished, plus the growth of those in flight
+    (in the engines and at the router)."""
+    replicas: int
+    """Replicas reporting at that scrape."""
+    mean_itl_s: float | None
+    """Mean inter-token gap of that minute, model-wide; None when unknown."""
+
+
+@dataclass(frozen=True, slots=True)
 class Signals:
     """One window, reduced to what the decision needs. Latency ratios are p95 / SLO."""
 
@@ -53,6 +67,9 @@ class Signals:
     waiting_now: float
     """Queued requests at the newest scrape: in the engines plus at the router."""
     waiting_slope_per_s: float
+    waiting_sustained: float
+    """The fewest queued requests at any of the last `sustained_scrapes` scrapes: a queue that
+    lasted, not the moment's arrivals waiting for the next engine step."""
     running_per_replica: float
     """Mean running requests per reporting replica over the recent part of the window."""
     kv_peak: float
@@ -73,6 +90,8 @@ class Signals:
     load_points: tuple[LoadPoint, ...] = ()
     """Every scrape of the whole window (`evidence_s`), oldest first: the policy's evidence of
     what one replica can carry within the SLOs."""
+    traffic: tuple[TrafficPoint, ...] = ()
+    """Every scrape whose finished-request rates are known, oldest first."""
 
 
 def _bucket(time: float, interval: float) -> int:
@@ -111,6 +130,8 @@ class _Scrape:
     running: float = 0.0
     pods: int = 0
     kv_peak: float = 0.0
+    finished: float = 0.0
+    finished_pods: int = 0
     itl_worst: float | None = None
     ttft_worst: float | None = None
 
@@ -126,6 +147,9 @@ def _scrapes(samples: Sequence[ReplicaSample], pods: frozenset[str], interval: f
         entry.running += sample.running
         entry.pods += 1
         entry.kv_peak = max(entry.kv_peak, sample.kv_cache_usage)
+        if sample.finished_per_s is not None:
+            entry.finished += sample.finished_per_s
+            entry.finished_pods += 1
         if sample.itl_p95_s is not None:
             entry.itl_worst = max(entry.itl_worst or 0.0, sample.itl_p95_s)
         if sample.ttft_p95_s is not None:
@@ -208,6 +232,18 @@ def read_signals(window: MetricsWindow, policy: ScalingPolicy, now: float) -> Si
                 itl_slow_share=latency.get(key, (None, None, None))[2],
             )
         )
+    mean_itl = {_bucket(sample.time, interval): sample.mean_itl_s for sample in window.latency}
+    traffic = []
+    for key in keys:
+        entry = scrapes[key]
+        if not entry.finished_pods:
+            continue
+        finished_total = entry.finished * entry.pods / entry.finished_pods
+        earlier = demand.get(key - span)
+        growth = (demand[key] - earlier) / (span * interval) if earlier is not None else 0.0
+        traffic.append(
+            TrafficPoint(times[key], max(0.0, finished_total + growth), entry.pods, mean_itl.get(key))
+        )
     return Signals(
         reporting_pods=reporting,
         silent_pods=silent,
@@ -219,6 +255,7 @@ def read_signals(window: MetricsWindow, policy: ScalingPolicy, now: float) -> Si
         demand_slope_per_s=_slope([(times[key], demand[key]) for key in scaling]),
         waiting_now=waiting[last] if last is not None else 0.0,
         waiting_slope_per_s=_slope([(times[key], waiting[key]) for key in scaling]),
+        waiting_sustained=min((waiting[key] for key in keys[-policy.sustained_scrapes :]), default=0.0),
         running_per_replica=per_replica_running(recent),
         kv_peak=max((s.kv_cache_usage for s in recent_samples), default=0.0),
         preemptions_recent=sum(s.preemptions for s in recent_samples),
@@ -230,4 +267,5 @@ def read_signals(window: MetricsWindow, policy: ScalingPolicy, now: float) -> Si
         latency_missing=latency_missing,
         finished_per_s=finished,
         load_points=tuple(points),
+        traffic=tuple(traffic),
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from thrifty.capacity import RequestMix
+
 
 @dataclass(frozen=True, slots=True)
 class ReplicaSample:
@@ -53,6 +55,9 @@ class LatencySample:
     """Share of the last minute's inter-token gaps longer than the ITL SLO (from the histogram's
     buckets, interpolated at the SLO); None when unknown. The p95 meets the SLO while this stays
     at or below 5%."""
+    mean_itl_s: float | None = None
+    """Mean inter-token gap over the last minute (the ITL histogram's sum over its count): one
+    engine step, which the capacity model predicts; None when unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,9 @@ class MetricsWindow:
     generated_tokens_per_s: tuple[tuple[float, float], ...] = ()
     """(time, tokens per second) the whole model generated over the minute before
     (`vllm:generation_tokens_total`): what its cost per token is reckoned on; empty when unknown."""
+    mix: RequestMix | None = None
+    """The prompt and output lengths and the prefix-cache hit rate of the requests the model
+    finished lately (vLLM's token histograms and prefix-cache counters); None when unknown."""
     errors: tuple[str, ...] = field(default=())
     """Queries that failed while the window was built, in words; the policy holds on any."""
 

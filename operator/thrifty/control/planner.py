@@ -1,0 +1,185 @@
+"""Replicas from demand and capacity: the planner behind the replica count when the model's
+server configuration is known.
+
+    replicas = demand over the start-up horizon / (capacity at the SLO x target share)
+
+- Capacity: `thrifty.capacity.ReplicaModel` for the window's request mix (what one replica
+  sustains within the SLO), on an engine whose step time is corrected online: the mean
+  inter-token gap observed against the one the model predicts at the same load per replica
+  (`step_time_scale`; 1.3 when the real engine runs 30% slower than the calibration).
+- Demand: requests arriving per second (finished plus the growth of those in flight). The
+  forecast over the start-up horizon follows the recent trend, may only raise the present
+  figure, and never more than `forecast_max_growth` times it.
+- Scale-in: never below what the peak demand of the last `scale_down_cooldown_s` (the spec's
+  scale-in delay) needs, so a replica goes only when the surplus has outlasted that delay.
+
+Pure and deterministic; capacities are memoised because the same mix recurs every period.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from functools import lru_cache
+
+from thrifty.capacity import LatencySlo, ReplicaCapacity, ReplicaModel, RequestMix
+from thrifty.control.policy import ScalingPolicy
+from thrifty.control.signals import Signals, TrafficPoint
+from thrifty.twin.config import EngineConfig
+
+SCALE_BOUNDS = (0.25, 4.0)
+"""The step-time correction stays within these factors of the calibration: beyond them the
+configuration, not the GPU's speed, is what the model has wrong."""
+_SCALE_EVIDENCE = 3
+"""Minutes with a mean ITL needed before the correction moves off 1."""
+_SCALE_SPAN_S = 600.0
+"""The correction is fitted over this much of the past, one point per minute (each mean ITL
+covers the minute before its scrape, so closer points would repeat it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityPlan:
+    """What the planner wants, with the figures behind it."""
+
+    replicas: int
+    """Replicas the demand forecast needs (before bounds, step limits and cooldowns)."""
+    keep: int
+    """Replicas the peak demand of the scale-in delay needs: scale-in goes no lower."""
+    per_replica_rate: float
+    """Requests per second planned per replica: capacity x target share."""
+    capacity: ReplicaCapacity
+    step_time_scale: float
+    demand_rate: float
+    forecast_rate: float
+    peak_rate: float
+    reason: str
+
+
+@lru_cache(maxsize=64)
+def _model(config: EngineConfig, step_time_scale: float) -> ReplicaModel:
+    return ReplicaModel(config, step_time_scale=step_time_scale)
+
+
+@lru_cache(maxsize=256)
+def _capacity(
+    config: EngineConfig, step_time_scale: float, mix: RequestMix, slo: LatencySlo
+) -> ReplicaCapacity:
+    return _model(config, step_time_scale).capacity(mix, slo)
+
+
+@lru_cache(maxsize=1024)
+def _predicted_itl(config: EngineConfig, step_time_scale: float, mix: RequestMix, rate: float) -> float:
+    return _model(config, step_time_scale).predict(mix, rate).mean_itl_s
+
+
+def _rounded(value: float, step: float = 0.01) -> float:
+    """`value` on a log grid `step` wide: equal inputs give equal cache keys."""
+    return round(math.exp(round(math.log(value) / step) * step), 4)
+
+
+def _rounded_mix(mix: RequestMix) -> RequestMix:
+    return RequestMix(
+        tuple(_rounded(value) for value in mix.prompt_tokens),
+        tuple(_rounded(value) for value in mix.output_tokens),
+        round(mix.prefix_hit_rate, 2),
+    )
+
+
+def step_time_scale(
+    traffic: tuple[TrafficPoint, ...], config: EngineConfig, mix: RequestMix, *, since: float
+) -> tuple[float, int]:
+    """The engine's step time over the calibration's, and how many scrapes showed it.
+
+    Each minute with a mean ITL gives observed / predicted at its arrivals per replica; the
+    scale moves by their median until it predicts what was observed (three rounds: at heavy
+    load the gap grows faster than the step time), clamped to `SCALE_BOUNDS`. 1.0 without
+    enough evidence.
+    """
+    points: list[TrafficPoint] = []
+    for point in reversed(traffic):
+        if point.time <= since:
+            break
+        if point.mean_itl_s is None or point.replicas <= 0 or point.arrivals_per_s <= 0:
+            continue
+        if not points or points[-1].time - point.time >= 60.0 - 1e-6:
+            points.append(point)
+    if len(points) < _SCALE_EVIDENCE:
+        return 1.0, len(points)
+    scale = 1.0
+    for _ in range(3):
+        ratios = []
+        for point in points:
+            rate = _rounded(point.arrivals_per_s / point.replicas, 0.02)
+            predicted = _predicted_itl(config, scale, mix, rate)
+            assert point.mean_itl_s is not None
+            ratios.append(point.mean_itl_s / predicted)
+        scale = max(SCALE_BOUNDS[0], min(SCALE_BOUNDS[1], scale * statistics.median(ratios)))
+        scale = _rounded(scale, 0.02)
+    return scale, len(points)
+
+
+def planned_cap(plan: CapacityPlan, policy: ScalingPolicy) -> int:
+    """The per-replica cap the capacity calls for: the 95th-percentile occupancy at capacity
+    (Poisson around the mean concurrency), with `burst_headroom` for ramps while replicas start."""
+    mean = plan.capacity.concurrency
+    occupancy = mean + 1.645 * math.sqrt(mean)
+    wanted = math.ceil(occupancy * policy.burst_headroom)
+    return max(policy.max_num_seqs_min, min(policy.max_num_seqs_max, wanted))
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    if len(points) < 3:
+        return 0.0
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else 0.0
+
+
+def plan_capacity(
+    signals: Signals, policy: ScalingPolicy, mix: RequestMix, now: float
+) -> CapacityPlan | None:
+    """The replicas demand and capacity call for; None when the traffic is unknown."""
+    config = policy.engine
+    if config is None or not signals.traffic:
+        return None
+    slo = LatencySlo(policy.ttft_p95_slo_s, policy.itl_p95_slo_s)
+    key_mix = _rounded_mix(mix)
+    scale, evidence = step_time_scale(signals.traffic, config, key_mix, since=now - _SCALE_SPAN_S)
+    capacity = _capacity(config, scale, key_mix, slo)
+    per_replica = capacity.rate_per_s * policy.target_batch_utilization
+    if per_replica <= 0:
+        return None
+
+    recent = [point for point in signals.traffic if point.time > now - policy.recent_s]
+    demand = recent[-1].arrivals_per_s if recent else signals.traffic[-1].arrivals_per_s
+    trend_points = [(p.time, p.arrivals_per_s) for p in signals.traffic if p.time > now - policy.window_s]
+    growth = max(0.0, _slope(trend_points)) * (policy.startup_s + policy.recent_s / 2)
+    forecast = demand + min(growth, demand * (policy.forecast_max_growth - 1))
+    held = policy.scale_down_cooldown_s
+    peak = max((p.arrivals_per_s for p in signals.traffic if p.time > now - held), default=demand)
+    replicas = math.ceil(forecast / per_replica - 1e-9) if forecast > 0 else 0
+    keep = math.ceil(peak / per_replica - 1e-9) if peak > 0 else 0
+    corrected = (
+        f"step time x{scale:.2f} of the calibration over {evidence} minutes"
+        if evidence >= _SCALE_EVIDENCE
+        else "the calibration uncorrected"
+    )
+    reason = (
+        f"a replica sustains {capacity.rate_per_s:.1f} req/s within the SLO ({capacity.binding} binds; "
+        f"{mix.describe()}; {corrected}), planned at {policy.target_batch_utilization:.0%}: "
+        f"{per_replica:.1f}/s; demand {demand:.1f} req/s, {forecast:.1f} forecast over "
+        f"{policy.startup_s:g}s, peak {peak:.1f} over {held:g}s"
+    )
+    return CapacityPlan(
+        replicas=replicas,
+        keep=keep,
+        per_replica_rate=per_replica,
+        capacity=capacity,
+        step_time_scale=scale,
+        demand_rate=demand,
+        forecast_rate=forecast,
+        peak_rate=peak,
+        reason=reason,
+    )

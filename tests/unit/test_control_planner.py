@@ -1,0 +1,150 @@
+"""The capacity planner: replicas from demand over capacity at the SLO, corrected online."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from test_control_windows import NOW, POLICY, STEP, state, window
+
+from thrifty.capacity import LatencySlo, ReplicaModel, RequestMix
+from thrifty.control import Action, LatencySample, MetricsWindow, decide, read_signals
+from thrifty.control.planner import plan_capacity, step_time_scale
+from thrifty.twin import engine_config_from_vllm_args
+
+CONFIG = engine_config_from_vllm_args(
+    {"model": "meta-llama/Llama-3.1-8B-Instruct", "max_model_len": 16384, "enable_prefix_caching": False},
+    gpu_product="NVIDIA-H100-80GB-HBM3",
+)
+MIX = RequestMix.from_requests([400, 800, 1000, 1200, 1600, 3000], [100, 150, 200, 250, 300, 400])
+PLANNED = replace(POLICY, engine=CONFIG)
+SLO = LatencySlo(2.0, 0.05)
+CAPACITY = ReplicaModel(CONFIG).capacity(MIX, SLO).rate_per_s
+
+
+def traffic_window(
+    *, pods: int, arrivals_per_s: float, mean_itl_s: float | None = None, span_s: float = 1800.0
+) -> MetricsWindow:
+    """Steady traffic: `arrivals_per_s` over `pods` replicas, with the mix above."""
+    base = window(pods=pods, running=20, finished_per_s=arrivals_per_s / pods, span_s=span_s)
+    latency = tuple(replace(sample, mean_itl_s=mean_itl_s) for sample in base.latency)
+    return replace(base, latency=latency, mix=MIX)
+
+
+def _set_rate(base: MetricsWindow, since: float, arrivals_per_s: float, pods: int) -> MetricsWindow:
+    samples = tuple(
+        replace(s, finished_per_s=arrivals_per_s / pods) if s.time > since else s for s in base.samples
+    )
+    return replace(base, samples=samples)
+
+
+def test_replicas_are_demand_over_planned_capacity() -> None:
+    demand = 6 * CAPACITY
+    decision = decide(traffic_window(pods=4, arrivals_per_s=demand), state(replicas=4), PLANNED, NOW)
+
+    wanted = math.ceil(demand / (0.99 * CAPACITY * PLANNED.target_batch_utilization))
+    assert decision.action is Action.SCALE_UP
+    assert decision.replicas in (wanted - 1, wanted)
+    assert "req/s within the SLO (ITL p95 binds" in decision.reason
+    assert f"demand {demand:.1f} req/s" in decision.reason
+
+
+def test_a_slower_engine_is_seen_in_its_gaps_and_gets_more_replicas() -> None:
+    demand = 4 * CAPACITY
+    per_replica = demand / 8
+    slow_gap = ReplicaModel(CONFIG, step_time_scale=1.3).predict(MIX, per_replica).mean_itl_s
+    nominal = traffic_window(pods=8, arrivals_per_s=demand)
+    slowed = traffic_window(pods=8, arrivals_per_s=demand, mean_itl_s=slow_gap)
+
+    scale, minutes = step_time_scale(read_signals(slowed, PLANNED, NOW).traffic, CONFIG, MIX, since=NOW - 600)
+    plain = plan_capacity(read_signals(nominal, PLANNED, NOW), PLANNED, MIX, NOW)
+    corrected = plan_capacity(read_signals(slowed, PLANNED, NOW), PLANNED, MIX, NOW)
+
+    assert 1.2 < scale < 1.4
+    assert minutes >= 5
+    assert plain is not None
+    assert corrected is not None
+    assert corrected.capacity.rate_per_s < 0.85 * plain.capacity.rate_per_s
+    assert corrected.replicas > plain.replicas
+    assert "step time x1.3" in corrected.reason
+
+
+def test_scale_in_waits_until_the_peak_of_the_scale_in_delay_has_passed() -> None:
+    per_replica = CAPACITY * PLANNED.target_batch_utilization
+    high, low = 7.5 * per_replica, 1.5 * per_replica
+    # Demand fell two minutes ago: the peak of the last five minutes still needs all 8 replicas.
+    recent_drop = _set_rate(traffic_window(pods=8, arrivals_per_s=high), NOW - 120, low, 8)
+    held = decide(recent_drop, state(replicas=8), PLANNED, NOW)
+    # Six minutes ago: the surplus has outlasted the delay, and the count goes straight to 2.
+    old_drop = _set_rate(traffic_window(pods=8, arrivals_per_s=high), NOW - 360, low, 8)
+    released = decide(old_drop, state(replicas=8), PLANNED, NOW)
+
+    assert held.replicas == 8
+    assert released.action is Action.SCALE_DOWN
+    assert released.replicas == 2
+    assert "2 replicas carry the peak" in released.reason
+
+
+def test_no_scale_in_on_missing_metrics_even_with_the_planner() -> None:
+    stale = traffic_window(pods=10, arrivals_per_s=0.5)
+    stale = replace(stale, samples=tuple(s for s in stale.samples if s.time < NOW - 120))
+
+    decision = decide(stale, state(replicas=10), PLANNED, NOW)
+
+    assert decision.action is Action.HOLD
+    assert decision.replicas == 10
+
+
+def test_the_forecast_only_raises_the_floor() -> None:
+    pods = 4
+    rising = traffic_window(pods=pods, arrivals_per_s=2 * CAPACITY)
+    falling = traffic_window(pods=pods, arrivals_per_s=2 * CAPACITY)
+    for minutes_ago in range(5, 0, -1):
+        since = NOW - minutes_ago * 60
+        rising = _set_rate(rising, since, (2 + 0.2 * (6 - minutes_ago)) * CAPACITY, pods)
+        falling = _set_rate(falling, since, (2 - 0.2 * (6 - minutes_ago)) * CAPACITY, pods)
+
+    up = plan_capacity(read_signals(rising, PLANNED, NOW), PLANNED, MIX, NOW)
+    down = plan_capacity(read_signals(falling, PLANNED, NOW), PLANNED, MIX, NOW)
+
+    assert up is not None
+    assert down is not None
+    assert up.forecast_rate > up.demand_rate
+    assert down.forecast_rate == down.demand_rate
+    assert up.forecast_rate <= PLANNED.forecast_max_growth * up.demand_rate
+
+
+def test_the_cap_follows_the_occupancy_at_capacity() -> None:
+    decision = decide(
+        traffic_window(pods=4, arrivals_per_s=2 * CAPACITY), state(replicas=4, cap=8), PLANNED, NOW
+    )
+    concurrency = ReplicaModel(CONFIG).capacity(MIX, SLO).concurrency
+
+    occupancy = concurrency + 1.645 * math.sqrt(concurrency)
+    assert decision.effective_cap > 8
+    assert decision.effective_cap == math.ceil(occupancy * PLANNED.burst_headroom) or (
+        abs(decision.effective_cap - occupancy * PLANNED.burst_headroom) <= 2
+    )
+
+
+def test_a_replayed_window_gives_the_same_decision() -> None:
+    traffic = traffic_window(pods=5, arrivals_per_s=3.3 * CAPACITY, mean_itl_s=0.012)
+
+    first = decide(traffic, state(replicas=5), PLANNED, NOW)
+    second = decide(traffic, state(replicas=5), PLANNED, NOW)
+
+    assert first == second
+
+
+def test_without_a_mix_the_window_estimate_decides() -> None:
+    plain = replace(traffic_window(pods=4, arrivals_per_s=2 * CAPACITY), mix=None)
+
+    decision = decide(plain, state(replicas=4), PLANNED, NOW)
+
+    assert "req/s within the SLO" not in decision.reason
+
+
+def test_latency_samples_carry_the_mean_gap() -> None:
+    sample = LatencySample(NOW, 0.3, 0.03, 0.01, mean_itl_s=0.011)
+    assert sample.mean_itl_s == 0.011
+    assert STEP == 15.0
