@@ -21,6 +21,12 @@ def test_window_queries_select_the_model_and_group_by_pod() -> None:
         itl_p95=f"histogram_quantile(0.95, sum by (le) (rate(vllm:inter_token_latency_seconds_bucket{MATCH}[60s])))",
         itl_buckets=f"sum by (le) (rate(vllm:inter_token_latency_seconds_bucket{MATCH}[60s]))",
         last_scrape=f"max by (pod) (timestamp(vllm:num_requests_running{MATCH}))",
+        mean_itl=f"sum(rate(vllm:inter_token_latency_seconds_sum{MATCH}[60s])) / "
+        f"sum(rate(vllm:inter_token_latency_seconds_count{MATCH}[60s]))",
+        prompt_buckets=f"sum by (le) (increase(vllm:request_prompt_tokens_bucket{MATCH}[300s]))",
+        output_buckets=f"sum by (le) (increase(vllm:request_generation_tokens_bucket{MATCH}[300s]))",
+        prefix_hit_rate=f"sum(increase(vllm:prefix_cache_hits_total{MATCH}[300s])) / "
+        f"sum(increase(vllm:prefix_cache_queries_total{MATCH}[300s]))",
     )
 
 

@@ -127,6 +127,8 @@ class FakePrometheus:
             return self.results.ttft_p95 if "time_to_first_token" in query else self.results.itl_p95
         if "inter_token_latency_seconds_bucket" in query:
             return self.results.itl_buckets
+        if "inter_token_latency_seconds_sum" in query:
+            return self.results.mean_itl
         table = {
             "vllm:num_requests_running": self.results.running,
             "vllm:num_requests_waiting": self.results.waiting,
@@ -139,6 +141,14 @@ class FakePrometheus:
 
     def custom_query(self, query: str, params: dict[str, Any] | None = None) -> Any:
         self.calls.append((query, None, None, None))
+        if self.failing is not None and self.failing in query:
+            raise ConnectionError("connection refused")
+        if "request_prompt_tokens_bucket" in query:
+            return self.results.prompt_buckets
+        if "request_generation_tokens_bucket" in query:
+            return self.results.output_buckets
+        if "prefix_cache_hits" in query:
+            return self.results.prefix_hit_rate
         return self.results.last_scrape
 
     def custom_query_range(
@@ -160,7 +170,7 @@ def test_client_queries_the_span_at_the_step_and_builds_the_window() -> None:
     window = client.window(ModelSelector("llama", "models"), now=NOW, span_s=105, step_s=15, itl_slo_s=0.05)
 
     ranges = [call for call in fake.calls if call[1] is not None]
-    assert len(ranges) == 9
+    assert len(ranges) == 10
     assert all(call[3] == "15s" and call[2] is not None and call[2].timestamp() == NOW for call in ranges)
     assert all(call[1] is not None and call[1].timestamp() == NOW - 105 for call in ranges)
     assert all('model_name="llama",namespace="models"' in call[0] for call in fake.calls)
@@ -221,3 +231,44 @@ def test_the_routers_queue_for_the_model_is_read_into_the_window() -> None:
         ).router_waiting
         == ()
     )
+
+
+def _instant_buckets(counts: dict[str, float]) -> list[dict[str, Any]]:
+    return [{"metric": {"le": le}, "value": [NOW, str(count)]} for le, count in counts.items()]
+
+
+def test_the_request_mix_and_the_mean_gap_are_read_into_the_window() -> None:
+    """vLLM's token histograms (increase over the mix span) and prefix-cache counters become the
+    window's request mix; the ITL histogram's sum over count its mean gap."""
+    results = _results(
+        prompt_buckets=_instant_buckets({"500": 100, "1000": 300, "2000": 400, "+Inf": 400}),
+        output_buckets=_instant_buckets({"100": 100, "200": 300, "500": 400, "+Inf": 400}),
+        prefix_hit_rate=[{"metric": {}, "value": [NOW, "0.25"]}],
+        mean_itl=_model_wide("0.012"),
+    )
+    fake = FakePrometheus(results)
+    client = PrometheusMetrics("http://127.0.0.1:9090", api=fake)
+
+    window = client.window(ModelSelector("llama", "models"), now=NOW, span_s=105, step_s=15, itl_slo_s=0.05)
+
+    assert window.mix is not None
+    assert 800 < window.mix.mean_prompt < 1100
+    assert 150 < window.mix.mean_output < 250
+    assert window.mix.prefix_hit_rate == 0.25
+    assert window.latency[-1].mean_itl_s == 0.012
+    assert window.errors == ()
+
+
+def test_too_few_finished_requests_or_a_failing_mix_query_leave_the_mix_unknown_without_a_hold() -> None:
+    few = _results(
+        prompt_buckets=_instant_buckets({"500": 3, "+Inf": 5}),
+        output_buckets=_instant_buckets({"100": 5, "+Inf": 5}),
+    )
+    assert build_window(few, start=NOW - 105, end=NOW, scrape_interval_s=15, itl_slo_s=0.05).mix is None
+
+    fake = FakePrometheus(_results(), failing="request_prompt_tokens")
+    window = PrometheusMetrics("http://127.0.0.1:9090", api=fake).window(
+        ModelSelector("llama", "models"), now=NOW, span_s=105, step_s=15, itl_slo_s=0.05
+    )
+    assert window.mix is None
+    assert window.errors == ()

@@ -48,3 +48,41 @@ def test_effective_cap_is_clamped_to_the_engine_flag_and_rollouts_are_seen() -> 
     state = scaling_state(body, deployment(updated=1, max_num_seqs=128), ["pod-a"])
     assert state.effective_cap == 128
     assert state.rollout_in_progress is True
+
+
+def test_the_capacity_model_gets_the_pods_own_server_configuration() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from thrifty.api import InferenceModel
+    from thrifty.reconcile.scaling import server_config
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    model = InferenceModel.model_validate(
+        yaml.safe_load((examples / "llama-3.1-8b-fp8-h100.yaml").read_text())
+    )
+
+    config = server_config(model, max_num_seqs=96)
+
+    assert config is not None
+    assert config.gpu.gpu == "NVIDIA-H100-80GB-HBM3"
+    assert config.max_num_seqs == 96
+    assert config.weight_format.name == "fp8"
+
+
+def test_a_model_the_calibration_does_not_know_gets_no_capacity_model() -> None:
+    from thrifty.api import InferenceModel
+    from thrifty.reconcile.scaling import server_config
+
+    body = {
+        "apiVersion": "thrifty.dev/v1alpha1",
+        "kind": "InferenceModel",
+        "metadata": {"name": "custom", "namespace": "models"},
+        "spec": {
+            "model": {"source": "pvc://weights/my-own-model"},
+            "resources": {"gpu": {"product": "NVIDIA-H100-80GB-HBM3", "count": 1}},
+        },
+    }
+
+    assert server_config(InferenceModel.model_validate(body), max_num_seqs=256) is None

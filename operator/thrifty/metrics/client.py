@@ -82,6 +82,12 @@ class PrometheusMetrics:
             errors.append(f"{name} from {self.url}: {type(error).__name__}: {error}")
             return []
 
+    def _instant(self, query: str) -> Any:
+        try:
+            return self._api.custom_query(query)
+        except Exception:
+            return []
+
     def tier_shares(self, *, namespace: str, router: str, span_s: float) -> dict[str, float] | None:
         """Each tier's share of the requests one router answered over the span; None when the
         router reported nothing (no traffic yet, or Prometheus unreachable)."""
@@ -141,6 +147,12 @@ class PrometheusMetrics:
             generated_tokens_per_s=self._range(
                 "generated_tokens_per_s", generated_tokens_query(model), start, now, step_s, []
             ),
+            # The mix and the mean gap feed the capacity planner; without them the policy plans
+            # from the window alone, so their errors make nothing hold either.
+            mean_itl=self._range("mean_itl", queries.mean_itl, start, now, step_s, []),
+            prompt_buckets=self._instant(queries.prompt_buckets),
+            output_buckets=self._instant(queries.output_buckets),
+            prefix_hit_rate=self._instant(queries.prefix_hit_rate),
             router_waiting=self._range(
                 "router_waiting",
                 router_queue_query(namespace=model.namespace, tiers=router_tiers),

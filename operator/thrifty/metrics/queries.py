@@ -21,6 +21,10 @@ REQUEST_SUCCESS = "vllm:request_success_total"
 TTFT = "vllm:time_to_first_token_seconds"
 ITL = "vllm:inter_token_latency_seconds"
 GENERATION_TOKENS = "vllm:generation_tokens_total"
+REQUEST_PROMPT_TOKENS = "vllm:request_prompt_tokens"
+REQUEST_GENERATION_TOKENS = "vllm:request_generation_tokens"
+PREFIX_CACHE_HITS = "vllm:prefix_cache_hits_total"
+PREFIX_CACHE_QUERIES = "vllm:prefix_cache_queries_total"
 
 
 def quote(value: str) -> str:
@@ -65,13 +69,25 @@ class WindowQueries:
     """Model-wide ITL histogram buckets (rate per `le`): the share of slow gaps is read off them."""
     last_scrape: str
     """Instant query: each pod's newest scrape time, to tell a fresh sample from a held one."""
+    mean_itl: str
+    """Model-wide mean inter-token gap over the last `rate_s` (the histogram's sum over count)."""
+    prompt_buckets: str
+    """Instant query: prompt lengths of the requests finished over the last `mix_s`, per `le`."""
+    output_buckets: str
+    """Instant query: generated tokens of those requests, per `le`."""
+    prefix_hit_rate: str
+    """Instant query: the share of prompt tokens the prefix cache held over the last `mix_s`."""
 
 
-def window_queries(model: ModelSelector, *, step_s: float, rate_s: float = 60.0) -> WindowQueries:
-    """The queries for `model`'s window, at `step_s` resolution with rates over `rate_s`."""
+def window_queries(
+    model: ModelSelector, *, step_s: float, rate_s: float = 60.0, mix_s: float = 300.0
+) -> WindowQueries:
+    """The queries for `model`'s window, at `step_s` resolution with rates over `rate_s` and the
+    request mix over `mix_s`."""
     match = model.matchers()
     rate = _duration(rate_s)
     step = _duration(step_s)
+    mix = _duration(mix_s)
 
     def histogram_p95(metric: str) -> str:
         return f"histogram_quantile(0.95, sum by (le) (rate({metric}_bucket{match}[{rate}])))"
@@ -86,6 +102,12 @@ def window_queries(model: ModelSelector, *, step_s: float, rate_s: float = 60.0)
         itl_p95=histogram_p95(ITL),
         itl_buckets=f"sum by (le) (rate({ITL}_bucket{match}[{rate}]))",
         last_scrape=f"max by (pod) (timestamp({RUNNING}{match}))",
+        mean_itl=f"sum(rate({ITL}_sum{match}[{rate}])) / sum(rate({ITL}_count{match}[{rate}]))",
+        prompt_buckets=f"sum by (le) (increase({REQUEST_PROMPT_TOKENS}_bucket{match}[{mix}]))",
+        output_buckets=f"sum by (le) (increase({REQUEST_GENERATION_TOKENS}_bucket{match}[{mix}]))",
+        prefix_hit_rate=(
+            f"sum(increase({PREFIX_CACHE_HITS}{match}[{mix}])) / sum(increase({PREFIX_CACHE_QUERIES}{match}[{mix}]))"
+        ),
     )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from thrifty.capacity import MixError, RequestMix
 from thrifty.control import LatencySample, MetricsWindow, ReplicaSample
 
 RangeResult = Sequence[Mapping[str, Any]]
@@ -121,6 +122,40 @@ class WindowResults:
     last_scrape: InstantResult
     generated_tokens_per_s: RangeResult = ()
     router_waiting: RangeResult = ()
+    mean_itl: RangeResult = ()
+    prompt_buckets: InstantResult = ()
+    output_buckets: InstantResult = ()
+    prefix_hit_rate: InstantResult = ()
+
+
+MIN_MIX_REQUESTS = 20
+"""Fewer finished requests than this say too little about the mix to plan with."""
+
+
+def instant_buckets(result: InstantResult) -> list[tuple[float, float]]:
+    """[(le, count)] of an instant `sum by (le)` answer, +Inf as infinity."""
+    buckets = []
+    for series in result:
+        text = str(series.get("metric", {}).get("le", ""))
+        bound = math.inf if text == "+Inf" else number(text)
+        count = number(series.get("value", (None, None))[1])
+        if bound is not None and count is not None:
+            buckets.append((bound, count))
+    return buckets
+
+
+def request_mix(results: WindowResults) -> RequestMix | None:
+    """The mix of the requests finished lately, or None when too few finished or the histograms
+    say nothing usable (the policy then plans from its window alone)."""
+    prompts = instant_buckets(results.prompt_buckets)
+    outputs = instant_buckets(results.output_buckets)
+    if not prompts or not outputs or max(count for _, count in prompts) < MIN_MIX_REQUESTS:
+        return None
+    hit = next((number(s.get("value", (None, None))[1]) for s in results.prefix_hit_rate), None)
+    try:
+        return RequestMix.from_histograms(prompts, outputs, prefix_hit_rate=min(0.99, max(0.0, hit or 0.0)))
+    except MixError:
+        return None
 
 
 def build_window(
@@ -158,9 +193,10 @@ def build_window(
             )
     ttft = model_wide(results.ttft_p95)
     itl = model_wide(results.itl_p95)
+    mean_itl = model_wide(results.mean_itl)
     shares = slow_shares(results.itl_buckets, itl_slo_s) if itl_slo_s is not None else {}
     latency = tuple(
-        LatencySample(stamp, ttft.get(stamp), itl.get(stamp), shares.get(stamp))
+        LatencySample(stamp, ttft.get(stamp), itl.get(stamp), shares.get(stamp), mean_itl.get(stamp))
         for stamp in sorted(set(ttft) | set(itl) | set(shares))
     )
     tokens = model_wide(results.generated_tokens_per_s)
@@ -171,5 +207,6 @@ def build_window(
         latency=latency,
         router_waiting=tuple(sorted(model_wide(results.router_waiting).items())),
         generated_tokens_per_s=tuple(sorted(tokens.items())),
+        mix=request_mix(results),
         errors=tuple(errors),
     )

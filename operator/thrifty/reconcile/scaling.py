@@ -44,6 +44,11 @@ from thrifty.reconcile.telemetry import (
 )
 from thrifty.reconcile.write_status import on_fresh_reads
 from thrifty.render import desired_deployment, model_selector
+from thrifty.render.engine_args import engine_args
+from thrifty.twin.config import EngineConfig, TwinConfigError, engine_config_from_vllm_args
+from thrifty.twin.gpu_calibration import CalibrationError
+from thrifty.twin.sizing import size_server
+from thrifty.vllm_args import InvalidEngineArgs, parse_engine_args
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +149,19 @@ def compress_time(policy: ScalingPolicy, factor: float) -> ScalingPolicy:
     return dataclasses.replace(policy, **durations)
 
 
+def server_config(model: InferenceModel, *, max_num_seqs: int) -> EngineConfig | None:
+    """One replica's server as the capacity model sees it: the pod's own vLLM arguments on the
+    spec's GPU product. None when the calibration does not know the model or the GPU (the loop
+    then plans from its metrics window alone)."""
+    try:
+        parsed = parse_engine_args(engine_args(model, max_num_seqs=max_num_seqs))
+        config = engine_config_from_vllm_args(parsed, gpu_product=model.spec.resources.gpu.product)
+        size_server(config)
+    except (InvalidEngineArgs, TwinConfigError, CalibrationError):
+        return None
+    return config
+
+
 def control_step(
     api: client.ApiClient,
     read_window: WindowReader,
@@ -172,6 +190,7 @@ def control_step(
         engine_max_num_seqs=model.spec.batching.max_num_seqs,
         behind_router=bool(router_tiers),
         sample_interval_s=sample_interval_s,
+        engine=server_config(model, max_num_seqs=state.engine_max_num_seqs),
     )
     policy = compress_time(policy, time_scale)
     epoch = now.timestamp()
