@@ -65,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup", type=float, default=120.0, help="seconds from scale-up to serving")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="Thrifty's spec.scaling.targetBatchUtilization (default: the spec's own default)",
+    )
+    parser.add_argument(
         "--minutes", type=float, default=None, help="replay only the first minutes (quick look)"
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
@@ -104,9 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         f"one replica: {calibration.capacity_per_replica:.2f} req/s within SLO; peak {calibration.peak_rate:.2f} req/s; "
         f"rate x{calibration.factor:.2f} -> {len(requests):,} requests; start with {initial} replicas"
     )
-    spec = ScalingSpec.model_validate(SCALING)
+    scaling = dict(SCALING)
+    if args.target is not None:
+        scaling["targetBatchUtilization"] = args.target
+    spec = ScalingSpec.model_validate(scaling)
     policy = policy_from_spec(
-        spec, engine_max_num_seqs=ENGINE_MAX_NUM_SEQS, behind_router=True, startup_s=args.startup
+        spec,
+        engine_max_num_seqs=ENGINE_MAX_NUM_SEQS,
+        behind_router=True,
+        startup_s=args.startup,
+        engine=config,
     )
     context = BenchContext(
         requests=requests,
@@ -153,8 +166,20 @@ def main(argv: list[str] | None = None) -> int:
         else str(args.out / f"{stem}.md"),
     }
     report.write_json(args.out / f"{stem}.json", results, setup)
-    if not any(result.policy == "thrifty" for result in results):
-        print_progress(f"partial run without thrifty: runs written to {args.out / stem}.json")
+    if not any(result.policy == "thrifty" for result in results) or not any(
+        result.policy not in report.NOT_BASELINES for result in results
+    ):
+        print_progress(
+            f"partial run (Thrifty or every baseline left out): runs written to {args.out / stem}.json"
+        )
+        print(
+            json.dumps(
+                {
+                    r.policy: {"gpu_hours": round(r.gpu_hours, 3), "slo_attainment": r.slo_attainment}
+                    for r in results
+                }
+            )
+        )
         return 0
     line = report.summary(results, setup, paths=paths)
     report.plot(args.out / f"{stem}.png", results, setup)

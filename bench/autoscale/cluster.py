@@ -56,6 +56,8 @@ class TwinGauges:
     preemptions_total: int
     finished_total: int
     cap: int
+    prefix_hits_total: int = 0
+    prefix_queries_total: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,25 +77,6 @@ class RequestTally:
     rejected: int = 0
 
 
-def _guard_decode_runs(twin: SimTwin) -> None:
-    """Skip the twin's decode-run shortcut while a running request has not emitted its first token.
-
-    `Engine.decode_run` takes every request with one token of work left for a decoding one; a
-    prompt whose last prefill chunk stopped one token short matches too and trips its assertion on
-    `last_token_s`. The shortcut only saves time: declining it falls back on exact single steps.
-    """
-    engine = twin.engine
-    shortcut = engine.decode_run
-
-    def guarded(now: float, deadline: float) -> StepOutcome | None:
-        for request in engine.running:
-            if request.first_token_s is None:
-                return None
-        return shortcut(now, deadline)
-
-    engine.decode_run = guarded  # type: ignore[method-assign]
-
-
 class SimCluster:
     """The replicas of one model: desired count, engine flag, effective cap, and their twins."""
 
@@ -108,6 +91,7 @@ class SimCluster:
         surge_share: float = 0.25,
         scrape_interval_s: float = 5.0,
         keep_scrapes_s: float = 2000.0,
+        keep_sizes_s: float = 300.0,
     ) -> None:
         self._base = config
         self.engine_flag = config.max_num_seqs
@@ -125,6 +109,10 @@ class SimCluster:
         self.ttft = BucketedHistogram(BUCKET_S)
         self.itl = BucketedHistogram(BUCKET_S)
         self.finished: list[int] = []
+        self.finished_sizes: deque[tuple[float, int, int]] = deque()
+        """(time, prompt tokens, output tokens) of the requests finished in the last `keep_sizes_s`:
+        the token histograms a Prometheus window would hold."""
+        self._keep_sizes_s = keep_sizes_s
         self.tally = RequestTally()
         self.now = 0.0
         self._ttft_slo = ttft_slo_s
@@ -160,7 +148,6 @@ class SimCluster:
             decode_runs=True,
             on_outcome=self._absorb,
         )
-        _guard_decode_runs(twin)
         self._apply_cap(twin)
         self.twins.append(twin)
         self.active.append(twin)
@@ -225,7 +212,9 @@ class SimCluster:
         if outcome.finished:
             self.finished[twin.twin_id] += len(outcome.finished)
             tally = self.tally
+            sizes = self.finished_sizes
             for state in outcome.finished:
+                sizes.append((end, state.prompt_tokens, state.max_output_tokens))
                 tally.finished += 1
                 arrival = arrivals.pop(state.request_id, state.arrival_s)
                 first, last = state.first_token_s, state.last_token_s
@@ -347,12 +336,21 @@ class SimCluster:
                 twin.engine.preemptions_total,
                 self.finished[twin.twin_id],
                 twin.engine.config.max_num_seqs,
+                twin.engine.prefix_hits_total,
+                twin.engine.prefix_queries_total,
             )
             for twin in self.ready(now)
         )
         scrape = Scrape(now, gauges)
         self.scrapes.append(scrape)
         return scrape
+
+    def sizes_since(self, start: float) -> list[tuple[float, int, int]]:
+        """Requests finished after `start` (within the last `keep_sizes_s`)."""
+        sizes = self.finished_sizes
+        while sizes and sizes[0][0] < self.now - self._keep_sizes_s:
+            sizes.popleft()
+        return [entry for entry in sizes if entry[0] > start]
 
     def scrapes_since(self, start: float) -> list[Scrape]:
         return [scrape for scrape in self.scrapes if scrape.time > start]

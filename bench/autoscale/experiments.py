@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from bench.autoscale.policies.aibrix_kpa import AibrixKpa
 from bench.autoscale.policies.base import Autoscaler, Bounds
+from bench.autoscale.policies.clairvoyant import Clairvoyant, fewest_replicas_per_minute
 from bench.autoscale.policies.hpa import HorizontalPodAutoscaler
 from bench.autoscale.policies.kubeai import KubeAI
 from bench.autoscale.policies.llmd_saturation import LlmdSaturation
@@ -122,8 +123,13 @@ def _context() -> BenchContext:
 
 def _run(autoscaler: Autoscaler, variant: str, setting: str, *, stop_when_infeasible: bool) -> RunResult:
     context = _context()
-    # Static provisioning starts with its own fleet; every autoscaler with the same initial one.
-    initial = autoscaler.replicas if isinstance(autoscaler, StaticPeak) else context.initial_replicas
+    # Static provisioning and the clairvoyant schedule start with their own fleets; every
+    # autoscaler with the same initial one.
+    initial = context.initial_replicas
+    if isinstance(autoscaler, StaticPeak):
+        initial = autoscaler.replicas
+    elif isinstance(autoscaler, Clairvoyant):
+        initial = autoscaler.wanted(0.0)
     return run_policy(
         context.requests,
         context.config,
@@ -146,6 +152,16 @@ def _meets_goal(result: RunResult, goal: float) -> bool:
 def run_thrifty() -> list[RunResult]:
     context = _context()
     return [_run(ThriftyPolicy(context.thrifty), "default", "", stop_when_infeasible=False)]
+
+
+def run_clairvoyant() -> list[RunResult]:
+    context = _context()
+    print_progress("clairvoyant: sizing every minute by simulation ...")
+    per_minute = fewest_replicas_per_minute(
+        context.requests, context.config, context.slo, max_replicas=context.bounds.max_replicas * 2
+    )
+    schedule = Clairvoyant(per_minute, startup_s=context.startup_s, min_replicas=context.bounds.min_replicas)
+    return [_run(schedule, "bound", "", stop_when_infeasible=False)]
 
 
 def run_baseline(kind: str) -> list[RunResult]:
@@ -190,10 +206,23 @@ def run_baseline(kind: str) -> list[RunResult]:
 
 
 def _job(name: str) -> list[RunResult]:
-    return run_thrifty() if name == "thrifty" else run_baseline(name)
+    if name == "thrifty":
+        return run_thrifty()
+    if name == "clairvoyant":
+        return run_clairvoyant()
+    return run_baseline(name)
 
 
-POLICIES = ("kubeai", "aibrix-kpa", "llm-d-saturation", "hpa-waiting", "static-peak", "thrifty")
+POLICIES = (
+    "kubeai",
+    "aibrix-kpa",
+    "llm-d-saturation",
+    "hpa-waiting",
+    "static-peak",
+    "clairvoyant",
+    "thrifty",
+)
+"""Longest first, so two workers finish about together."""
 
 
 def run_all(context: BenchContext, *, workers: int, only: Sequence[str] = POLICIES) -> list[RunResult]:

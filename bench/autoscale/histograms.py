@@ -62,6 +62,14 @@ class BucketedHistogram:
         limit = bin_of(seconds)
         return sum(count for index, count in merged.items() if index > limit) / total
 
+    def mean(self, start_s: float, end_s: float) -> float | None:
+        """Mean of the observations in [start_s, end_s) (to within the 1% bins); None if none."""
+        merged = self.merged(start_s, end_s)
+        total = sum(merged.values())
+        if total == 0:
+            return None
+        return sum(bin_value(index) * count for index, count in merged.items()) / total
+
     def overall_percentile(self, q: float) -> float | None:
         """The q-th percentile of every observation."""
         merged: defaultdict[int, int] = defaultdict(int)

@@ -36,15 +36,26 @@ class Setup:
     wall_s: float
 
 
+NOT_BASELINES = frozenset({"thrifty", "clairvoyant"})
+
+
+def clairvoyant(results: Sequence[RunResult]) -> RunResult | None:
+    return next((r for r in results if r.policy == "clairvoyant"), None)
+
+
 def headline_runs(results: Sequence[RunResult]) -> list[RunResult]:
-    """Thrifty, then each baseline's default and tuned runs (tuned only where it differs)."""
+    """Thrifty, then each baseline's default and tuned runs (tuned only where it differs), then
+    the clairvoyant bound."""
     chosen: list[RunResult] = [r for r in results if r.policy == "thrifty"]
-    for policy in sorted({r.policy for r in results} - {"thrifty"}):
+    for policy in sorted({r.policy for r in results} - NOT_BASELINES):
         default = next(r for r in results if r.policy == policy and r.variant == "default")
         tuned = next(r for r in results if r.policy == policy and r.variant == "tuned")
         chosen.append(default)
         if tuned.setting != default.setting:
             chosen.append(tuned)
+    bound = clairvoyant(results)
+    if bound is not None:
+        chosen.append(bound)
     return chosen
 
 
@@ -52,7 +63,9 @@ def best_baseline(results: Sequence[RunResult], goal: float = 0.99) -> RunResult
     """Fewest GPU-hours among baseline runs (default or tuned) reaching `goal`; else the highest
     attainment."""
     candidates = [
-        r for r in results if r.policy != "thrifty" and r.variant in ("default", "tuned") and r.completed
+        r
+        for r in results
+        if r.policy not in NOT_BASELINES and r.variant in ("default", "tuned") and r.completed
     ]
     meeting = [r for r in candidates if r.slo_attainment >= goal]
     if meeting:
@@ -104,6 +117,7 @@ def summary(results: Sequence[RunResult], setup: Setup, *, paths: dict[str, str]
     thrifty = next(r for r in results if r.policy == "thrifty")
     best = best_baseline(results)
     saving = 1 - thrifty.gpu_hours / best.gpu_hours if best.gpu_hours else 0.0
+    bound = clairvoyant(results)
     return {
         "thrifty_gpu_hours": round(thrifty.gpu_hours, 3),
         "thrifty_slo_attainment": round(thrifty.slo_attainment, 4),
@@ -111,6 +125,11 @@ def summary(results: Sequence[RunResult], setup: Setup, *, paths: dict[str, str]
         "best_baseline_gpu_hours": round(best.gpu_hours, 3),
         "best_baseline_slo_attainment": round(best.slo_attainment, 4),
         "roofline_gpu_hours": round(setup.roofline_gpu_hours, 3),
+        "clairvoyant_gpu_hours": round(bound.gpu_hours, 3) if bound is not None else None,
+        "clairvoyant_slo_attainment": round(bound.slo_attainment, 4) if bound is not None else None,
+        "thrifty_vs_clairvoyant": round(thrifty.gpu_hours / bound.gpu_hours, 3)
+        if bound is not None and bound.gpu_hours
+        else None,
         "thrifty_saving_vs_best_baseline": round(saving, 4),
         "trace": setup.trace,
         "rate_factor": round(setup.rate_factor, 3),
@@ -147,8 +166,8 @@ Command: `{setup.command}` ({setup.wall_s / 60:.1f} minutes of wall time).
 
 Thrifty: **{thrifty.gpu_hours:.2f} GPU-hours at {thrifty.slo_attainment:.1%} attainment**. Best baseline:
 {_label(best)}, {best.gpu_hours:.2f} GPU-hours at {best.slo_attainment:.1%}. Thrifty uses
-{_relative(summary_line["thrifty_saving_vs_best_baseline"])} GPU-hours than it. Roofline lower bound:
-{setup.roofline_gpu_hours:.2f} GPU-hours.
+{_relative(summary_line["thrifty_saving_vs_best_baseline"])} GPU-hours than it. {_bound_sentence(summary_line)}
+Roofline lower bound: {setup.roofline_gpu_hours:.2f} GPU-hours.
 
 {table(results, setup)}
 
@@ -164,6 +183,17 @@ Thrifty: **{thrifty.gpu_hours:.2f} GPU-hours at {thrifty.slo_attainment:.1%} att
 {json.dumps(summary_line)}
 ```
 """
+
+
+def _bound_sentence(summary_line: dict[str, Any]) -> str:
+    hours = summary_line.get("clairvoyant_gpu_hours")
+    if hours is None:
+        return ""
+    return (
+        f"Clairvoyant bound (each minute's fewest replicas meeting the SLO, known in advance): {hours:.2f} "
+        f"GPU-hours at {summary_line['clairvoyant_slo_attainment']:.1%}; Thrifty uses "
+        f"{summary_line['thrifty_vs_clairvoyant']:.2f} x it."
+    )
 
 
 def _relative(saving: float) -> str:
@@ -194,19 +224,25 @@ def plot(path: Path, results: Sequence[RunResult], setup: Setup) -> None:
     import matplotlib.pyplot as plt
 
     thrifty = next(r for r in results if r.policy == "thrifty")
+    bound = [r for r in results if r.policy == "clairvoyant"]
     columns = {
         "published defaults": [
             thrifty,
-            *(r for r in results if r.variant == "default" and r.policy != "thrifty"),
+            *(r for r in results if r.variant == "default" and r.policy not in NOT_BASELINES),
+            *bound,
         ],
-        "tuned on this trace": [thrifty, *(r for r in results if r.variant == "tuned")],
+        "tuned on this trace": [thrifty, *(r for r in results if r.variant == "tuned"), *bound],
     }
     rows = ("replicas (GPUs held)", "batch utilization", "TTFT p95 (s)", "ITL p95 (ms)")
     figure, axes = plt.subplots(len(rows), 2, figsize=(16, 14), sharex=True)
     for column, (title, runs) in enumerate(columns.items()):
         for run in runs:
             minutes = [p.time_s / 60 for p in run.series]
-            style = {"linewidth": 2.2, "color": "black"} if run.policy == "thrifty" else {"linewidth": 1.1}
+            style: dict[str, Any] = {"linewidth": 1.1}
+            if run.policy == "thrifty":
+                style = {"linewidth": 2.2, "color": "black"}
+            elif run.policy == "clairvoyant":
+                style = {"linewidth": 1.4, "color": "grey", "linestyle": "--"}
             name = run.policy if run.policy == "thrifty" else f"{run.policy} ({run.setting})"
             axes[0][column].plot(minutes, [p.gpus for p in run.series], label=name, **style)
             axes[1][column].plot(minutes, [p.utilization for p in run.series], **style)

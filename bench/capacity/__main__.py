@@ -86,7 +86,7 @@ def config(name: str) -> EngineConfig:
         "8b-fp8-h100": {"model": LLAMA_8B, "quantization": "fp8", "kv_cache_dtype": "fp8"},
         "8b-bf16-h100-chunk2048": {"model": LLAMA_8B, "max_num_batched_tokens": 2048},
         "8b-bf16-h100-seqs32": {"model": LLAMA_8B, "max_num_seqs": 32},
-        "8b-bf16-l4": {"model": LLAMA_8B},
+        "8b-fp8-l4": {"model": LLAMA_8B, "quantization": "fp8"},
         "70b-awq-h100-tp4": {"model": LLAMA_70B, "quantization": "awq_marlin", "tensor_parallel_size": 4},
     }
     gpu = L4 if name.endswith("-l4") else H100
@@ -105,8 +105,8 @@ GRID: tuple[tuple[str, str], ...] = (
     ("rag-long", "8b-bf16-h100-chunk2048"),
     ("long-answers", "8b-bf16-h100-seqs32"),
     ("chat-short", "8b-bf16-h100-seqs32"),
-    ("azure-conv", "8b-bf16-l4"),
-    ("chat-short", "8b-bf16-l4"),
+    ("azure-conv", "8b-fp8-l4"),
+    ("chat-short", "8b-fp8-l4"),
     ("azure-conv", "70b-awq-h100-tp4"),
     ("long-answers", "70b-awq-h100-tp4"),
 )

@@ -110,25 +110,6 @@ class RouterRun:
         return sum(item.output_tokens for item in self.served) / max(1e-9, self.end_s - start)
 
 
-def _guard_decode_runs(twin: SimTwin) -> None:
-    """Decline the twin's decode-run shortcut while a running request has no first token yet.
-
-    `Engine.decode_run` takes a request whose last prefill chunk stopped one token short for a
-    decoding one and trips its assertion on `last_token_s` (a twin bug, reported). Declining the
-    shortcut only costs time: the engine then runs exact single steps.
-    """
-    engine = twin.engine
-    shortcut = engine.decode_run
-
-    def guarded(now: float, deadline: float) -> StepOutcome | None:
-        for request in engine.running:
-            if request.first_token_s is None:
-                return None
-        return shortcut(now, deadline)
-
-    engine.decode_run = guarded  # type: ignore[method-assign]
-
-
 class _Fleet:
     def __init__(self, twins: list[SimTwin]) -> None:
         self.twins = twins
@@ -196,8 +177,6 @@ def replay_router(
         )
         for index in range(replicas)
     ]
-    for twin in twins:
-        _guard_decode_runs(twin)
     fleet = _Fleet(twins)
 
     def deliver(until: float) -> None:

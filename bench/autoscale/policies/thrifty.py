@@ -10,10 +10,12 @@ with its defaults and the model's spec.scaling: nothing is tuned to the trace.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 from bench.autoscale.cluster import Scrape, SimCluster
 from bench.autoscale.policies.base import Command
 
+from thrifty.capacity import RequestMix
 from thrifty.control import (
     Action,
     Decision,
@@ -27,6 +29,10 @@ from thrifty.control import (
 
 STEP_S = 15.0
 RATE_WINDOW_S = 60.0
+MIX_WINDOW_S = 300.0
+"""The token histograms and prefix-cache counters are read over this much of the past, as the
+live loop's queries read them (metrics/queries.py)."""
+MIN_MIX_REQUESTS = 20
 
 
 class ThriftyPolicy:
@@ -75,8 +81,15 @@ class ThriftyPolicy:
                 if policy.itl_p95_slo_s is not None
                 else None
             )
-            latency.append(LatencySample(scrape.time, ttft, itl, slow))
-        return MetricsWindow(start=start, end=now, samples=tuple(samples), latency=tuple(latency))
+            mean_itl = cluster.itl.mean(since, scrape.time)
+            latency.append(LatencySample(scrape.time, ttft, itl, slow, mean_itl))
+        return MetricsWindow(
+            start=start,
+            end=now,
+            samples=tuple(samples),
+            latency=tuple(latency),
+            mix=_mix(cluster, now, on_step),
+        )
 
     def state(self, cluster: SimCluster, now: float) -> ScalingState:
         return ScalingState(
@@ -113,6 +126,26 @@ class ThriftyPolicy:
             engine_flag=decision.engine_max_num_seqs,
             note=decision.reason if decision.changes else "",
         )
+
+
+def _mix(cluster: SimCluster, now: float, scrapes: Sequence[Scrape]) -> RequestMix | None:
+    """The lengths of the requests finished over `MIX_WINDOW_S`, and the prefix-cache hit rate
+    over the same span (from the replicas' counters, as vLLM exports them)."""
+    sizes = cluster.sizes_since(now - MIX_WINDOW_S)
+    if len(sizes) < MIN_MIX_REQUESTS:
+        return None
+    hits = queries = 0
+    first = next((s for s in scrapes if s.time > now - MIX_WINDOW_S), None)
+    if first is not None and scrapes:
+        before = {g.twin_id: g for g in first.replicas}
+        for gauges in scrapes[-1].replicas:
+            base = before.get(gauges.twin_id)
+            hits += gauges.prefix_hits_total - (base.prefix_hits_total if base else 0)
+            queries += gauges.prefix_queries_total - (base.prefix_queries_total if base else 0)
+    hit_rate = min(0.99, hits / queries) if queries > 0 else 0.0
+    return RequestMix.from_requests(
+        [prompt for _, prompt, _ in sizes], [output for _, _, output in sizes], prefix_hit_rate=hit_rate
+    )
 
 
 def _on_grid(time: float, step: float) -> bool:
