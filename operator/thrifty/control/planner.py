@@ -25,7 +25,7 @@ from functools import lru_cache
 
 from thrifty.capacity import LatencySlo, ReplicaCapacity, ReplicaModel, RequestMix
 from thrifty.control.policy import ScalingPolicy
-from thrifty.control.signals import Signals, TrafficPoint
+from thrifty.control.signals import Signals, TrafficPoint, slope
 from thrifty.twin.config import EngineConfig
 
 SCALE_BOUNDS = (0.25, 4.0)
@@ -128,15 +128,6 @@ def planned_cap(plan: CapacityPlan, policy: ScalingPolicy) -> int:
     return max(policy.max_num_seqs_min, min(policy.max_num_seqs_max, wanted))
 
 
-def _slope(points: list[tuple[float, float]]) -> float:
-    if len(points) < 3:
-        return 0.0
-    mean_x = sum(x for x, _ in points) / len(points)
-    mean_y = sum(y for _, y in points) / len(points)
-    spread = sum((x - mean_x) ** 2 for x, _ in points)
-    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else 0.0
-
-
 def plan_capacity(
     signals: Signals, policy: ScalingPolicy, mix: RequestMix, now: float
 ) -> CapacityPlan | None:
@@ -155,7 +146,7 @@ def plan_capacity(
     recent = [point for point in signals.traffic if point.time > now - policy.recent_s]
     demand = recent[-1].arrivals_per_s if recent else signals.traffic[-1].arrivals_per_s
     trend_points = [(p.time, p.arrivals_per_s) for p in signals.traffic if p.time > now - policy.window_s]
-    growth = max(0.0, _slope(trend_points)) * (policy.startup_s + policy.recent_s / 2)
+    growth = max(0.0, slope(trend_points)) * (policy.startup_s + policy.recent_s / 2)
     forecast = demand + min(growth, demand * (policy.forecast_max_growth - 1))
     held = policy.scale_down_cooldown_s
     peak = max((p.arrivals_per_s for p in signals.traffic if p.time > now - held), default=demand)

@@ -98,7 +98,7 @@ def _bucket(time: float, interval: float) -> int:
     return round(time / interval)
 
 
-def _slope(points: Sequence[tuple[float, float]]) -> float:
+def slope(points: Sequence[tuple[float, float]]) -> float:
     """Least-squares slope of y over x; 0 with fewer than three points."""
     if len(points) < 3:
         return 0.0
@@ -252,9 +252,9 @@ def read_signals(window: MetricsWindow, policy: ScalingPolicy, now: float) -> Si
         demand_now=in_flight,
         demand_recent=sum(demand[key] for key in recent) / len(recent) if recent else in_flight,
         demand_high=quantile([demand[key] for key in scaling], 0.9),
-        demand_slope_per_s=_slope([(times[key], demand[key]) for key in scaling]),
+        demand_slope_per_s=slope([(times[key], demand[key]) for key in scaling]),
         waiting_now=waiting[last] if last is not None else 0.0,
-        waiting_slope_per_s=_slope([(times[key], waiting[key]) for key in scaling]),
+        waiting_slope_per_s=slope([(times[key], waiting[key]) for key in scaling]),
         waiting_sustained=min((waiting[key] for key in keys[-policy.sustained_scrapes :]), default=0.0),
         running_per_replica=per_replica_running(recent),
         kv_peak=max((s.kv_cache_usage for s in recent_samples), default=0.0),
