@@ -81,19 +81,24 @@ def test_model_pods_are_twins_that_load_then_serve_stream_and_get_scraped(
     assert time.time() - started >= TWIN_LOAD_SECONDS * 0.75 - 1.0
     assert health(ip) == 200
 
-    # Take the address from the Service's EndpointSlice, as the router will.
-    slices = client.DiscoveryV1Api(api_client).list_namespaced_endpoint_slice(
-        namespace, label_selector=f"kubernetes.io/service-name={name}"
-    )
-    ready_addresses = [
-        address
-        for s in slices.items
-        for endpoint in s.endpoints or []
-        if endpoint.conditions.ready
-        for address in endpoint.addresses
-    ]
+    # Take the address from the Service's EndpointSlice, as the router will. The model is Ready
+    # with its first replica; the slice lists every replica once each twin has loaded.
+    def ready_addresses_of_every_pod() -> list[str] | None:
+        slices = client.DiscoveryV1Api(api_client).list_namespaced_endpoint_slice(
+            namespace, label_selector=f"kubernetes.io/service-name={name}"
+        )
+        addresses = sorted(
+            address
+            for s in slices.items
+            for endpoint in s.endpoints or []
+            if endpoint.conditions.ready
+            for address in endpoint.addresses
+        )
+        listed = core.list_namespaced_pod(namespace, label_selector=f"thrifty.dev/model={name}").items
+        return addresses if addresses and addresses == sorted(p.status.pod_ip for p in listed) else None
+
+    ready_addresses = eventually(ready_addresses_of_every_pod, what="every pod's address ready in the slice")
     pods = core.list_namespaced_pod(namespace, label_selector=f"thrifty.dev/model={name}").items
-    assert sorted(ready_addresses) == sorted(p.status.pod_ip for p in pods)
     assert len(pods) == body["spec"]["replicas"]
 
     request = urllib.request.Request(
