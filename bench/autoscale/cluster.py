@@ -92,8 +92,12 @@ class SimCluster:
         scrape_interval_s: float = 5.0,
         keep_scrapes_s: float = 2000.0,
         keep_sizes_s: float = 300.0,
+        step_time_scale: float = 1.0,
     ) -> None:
+        """`step_time_scale`: the twins' steps take this many times the calibrated time (an engine
+        the calibration has wrong; the policies still see `config` as calibrated)."""
         self._base = config
+        self.step_time_scale = step_time_scale
         self.engine_flag = config.max_num_seqs
         self.cap = config.max_num_seqs
         self.target = 0
@@ -147,6 +151,7 @@ class SimCluster:
             sample_interval_s=3600.0,
             decode_runs=True,
             on_outcome=self._absorb,
+            step_time_scale=self.step_time_scale,
         )
         self._apply_cap(twin)
         self.twins.append(twin)

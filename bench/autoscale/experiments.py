@@ -40,6 +40,9 @@ class BenchContext:
     replicas_at_peak: int
     thrifty: ScalingPolicy
     goal: float = 0.99
+    step_time_scale: float = 1.0
+    """The twins' steps over the calibration's: every policy, Thrifty's model included, is told the
+    calibrated engine; only the twins (and the clairvoyant bound) run at the true speed."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ def _run(autoscaler: Autoscaler, variant: str, setting: str, *, stop_when_infeas
         goal=context.goal,
         stop_when_infeasible=stop_when_infeasible,
         progress=print_progress,
+        step_time_scale=context.step_time_scale,
     )
 
 
@@ -158,7 +162,11 @@ def run_clairvoyant() -> list[RunResult]:
     context = _context()
     print_progress("clairvoyant: sizing every minute by simulation ...")
     per_minute = fewest_replicas_per_minute(
-        context.requests, context.config, context.slo, max_replicas=context.bounds.max_replicas * 2
+        context.requests,
+        context.config,
+        context.slo,
+        max_replicas=context.bounds.max_replicas * 2,
+        step_time_scale=context.step_time_scale,
     )
     schedule = Clairvoyant(per_minute, startup_s=context.startup_s, min_replicas=context.bounds.min_replicas)
     return [_run(schedule, "bound", "", stop_when_infeasible=False)]

@@ -34,6 +34,18 @@ class Setup:
     slo: Slo
     roofline_gpu_hours: float
     wall_s: float
+    step_time_scale: float = 1.0
+    """The twins' step time over the calibration every policy is told (1: calibrated)."""
+
+
+def _miscalibration(setup: Setup) -> str:
+    if setup.step_time_scale == 1.0:
+        return ""
+    return (
+        f"\n- Mis-calibrated engines: every twin step takes {setup.step_time_scale:g}x the calibrated time, while "
+        "Thrifty's capacity model starts from the calibration and must correct itself online; the rate rule, the "
+        "clairvoyant bound and the roofline use the true speed."
+    )
 
 
 NOT_BASELINES = frozenset({"thrifty", "clairvoyant"})
@@ -154,7 +166,7 @@ Command: `{setup.command}` ({setup.wall_s / 60:.1f} minutes of wall time).
 - Model: {setup.model} on one {setup.gpu} per replica (the vLLM twin's fast-forward simulation),
   `--max-num-seqs {setup.engine_max_num_seqs}`, `--max-num-batched-tokens {setup.max_num_batched_tokens}`;
   replicas {setup.bounds[0]}..{setup.bounds[1]}; every run starts with {setup.initial_replicas} loaded replicas;
-  a new replica serves {setup.startup_s:g}s after it is asked for; an engine-flag change is a rolling restart.
+  a new replica serves {setup.startup_s:g}s after it is asked for; an engine-flag change is a rolling restart.{_miscalibration(setup)}
 - SLO: TTFT p95 <= {setup.slo.ttft_p95_s:g}s and ITL p95 <= {setup.slo.itl_p95_s * 1000:g}ms. **SLO attainment** is the
   fraction of one-minute windows of the replay (aligned on whole minutes, windows without traffic left out)
   whose TTFT p95 and ITL p95 both meet it; "requests within SLO" is the fraction of requests whose own TTFT

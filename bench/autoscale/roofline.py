@@ -23,9 +23,11 @@ from collections.abc import Sequence
 from thrifty.twin import EngineConfig, TraceRequest, size_server, step_cost_model
 
 
-def best_decode_batch(config: EngineConfig, context_tokens: float, itl_slo_s: float) -> tuple[int, float]:
+def best_decode_batch(
+    config: EngineConfig, context_tokens: float, itl_slo_s: float, step_time_scale: float = 1.0
+) -> tuple[int, float]:
     """(batch, step seconds) of the largest decode batch within the ITL SLO and the KV cache."""
-    cost = step_cost_model(config)
+    cost = step_cost_model(config, step_time_scale)
     capacity = size_server(config).kv_capacity_tokens
     context = max(1.0, context_tokens)
     best = (
@@ -45,8 +47,10 @@ def best_decode_batch(config: EngineConfig, context_tokens: float, itl_slo_s: fl
     return best
 
 
-def roofline_gpu_hours(requests: Sequence[TraceRequest], config: EngineConfig, *, itl_slo_s: float) -> float:
-    cost = step_cost_model(config)
+def roofline_gpu_hours(
+    requests: Sequence[TraceRequest], config: EngineConfig, *, itl_slo_s: float, step_time_scale: float = 1.0
+) -> float:
+    cost = step_cost_model(config, step_time_scale)
     prompt: defaultdict[int, int] = defaultdict(int)
     output: defaultdict[int, int] = defaultdict(int)
     context: defaultdict[int, float] = defaultdict(float)
@@ -59,7 +63,7 @@ def roofline_gpu_hours(requests: Sequence[TraceRequest], config: EngineConfig, *
     seconds = 0.0
     for minute, generated in output.items():
         mean_context = context[minute] / generated if generated else 0.0
-        batch, step_s = best_decode_batch(config, mean_context, itl_slo_s)
+        batch, step_s = best_decode_batch(config, mean_context, itl_slo_s, step_time_scale)
         decode_s = generated / batch * step_s
         compute_s = (prompt[minute] + generated) * cost.linear_s_per_token
         seconds += max(decode_s, compute_s)

@@ -96,10 +96,17 @@ def run_policy(
     goal: float = 0.99,
     stop_when_infeasible: bool = False,
     progress: Callable[[str], None] | None = None,
+    step_time_scale: float = 1.0,
 ) -> RunResult:
     """Replay `requests` with `autoscaler` in charge, starting from `initial_replicas` loaded ones."""
     began = time.monotonic()
-    cluster = SimCluster(config, startup_s=startup_s, ttft_slo_s=slo.ttft_p95_s, itl_slo_s=slo.itl_p95_s)
+    cluster = SimCluster(
+        config,
+        startup_s=startup_s,
+        ttft_slo_s=slo.ttft_p95_s,
+        itl_slo_s=slo.itl_p95_s,
+        step_time_scale=step_time_scale,
+    )
     cluster.start(initial_replicas)
     label = f"{autoscaler.name}/{variant} {setting}".strip()
     trace_end = math.ceil(requests[-1].arrival_s / WINDOW_S) * WINDOW_S

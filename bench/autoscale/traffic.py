@@ -112,11 +112,19 @@ def _poisson(sizes: Sequence[TraceRequest], rate: float, duration_s: float, seed
 
 
 def meets_slo_alone(
-    config: EngineConfig, sizes: Sequence[TraceRequest], rate: float, *, ttft_s: float, itl_s: float
+    config: EngineConfig,
+    sizes: Sequence[TraceRequest],
+    rate: float,
+    *,
+    ttft_s: float,
+    itl_s: float,
+    step_time_scale: float = 1.0,
 ) -> bool:
     """Whether one replica serves Poisson arrivals at `rate` within both SLOs (5 minutes)."""
     duration, warmup = 300.0, 60.0
-    cluster = SimCluster(config, startup_s=0.0, ttft_slo_s=ttft_s, itl_slo_s=itl_s)
+    cluster = SimCluster(
+        config, startup_s=0.0, ttft_slo_s=ttft_s, itl_slo_s=itl_s, step_time_scale=step_time_scale
+    )
     cluster.start(1)
     for request in _poisson(sizes, rate, duration, seed=11):
         cluster.submit(request)
@@ -133,18 +141,25 @@ def calibrate(
     replicas_at_peak: int,
     ttft_s: float,
     itl_s: float,
+    step_time_scale: float = 1.0,
 ) -> Calibration:
     """Capacity of one replica by bisection on the rate, and the factor that makes the peak need
     `replicas_at_peak` replicas."""
     sizes = [r for r in requests if r.prompt_tokens + r.output_tokens <= config.max_model_len]
     low, high = 0.0, 1.0
-    while meets_slo_alone(config, sizes, high, ttft_s=ttft_s, itl_s=itl_s):
+
+    def meets(rate: float) -> bool:
+        return meets_slo_alone(
+            config, sizes, rate, ttft_s=ttft_s, itl_s=itl_s, step_time_scale=step_time_scale
+        )
+
+    while meets(high):
         low, high = high, high * 2
         if high > 4096:
             break
     for _ in range(7):
         middle = (low + high) / 2
-        if meets_slo_alone(config, sizes, middle, ttft_s=ttft_s, itl_s=itl_s):
+        if meets(middle):
             low = middle
         else:
             high = middle

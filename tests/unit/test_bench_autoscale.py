@@ -253,3 +253,34 @@ def test_best_baseline_is_the_cheapest_reaching_the_goal_else_the_most_attaining
         best_baseline([r for r in runs if r.slo_attainment < 0.99 or r.policy == "thrifty"]).policy
         == "kubeai"
     )
+
+
+@pytest.mark.parametrize("true_scale", [0.7, 1.3])
+def test_thrifty_learns_the_step_time_of_twins_off_their_calibration(true_scale: float) -> None:
+    """The twins run 30% slower (or faster) than the calibration Thrifty's model starts from: after
+    a few minutes of traffic the planner's correction has found the true step time."""
+    thrifty = ThriftyPolicy(
+        ScalingPolicy(ttft_p95_slo_s=2.0, itl_p95_slo_s=0.05, tune_max_num_seqs=True, engine=CONFIG)
+    )
+    requests = [
+        TraceRequest(i * 0.1, 200 + 37 * (i % 17), 60 + 11 * (i % 13), request_id=f"r{i}")
+        for i in range(6600)
+    ]
+
+    result = run_policy(
+        requests,
+        CONFIG,
+        thrifty,
+        variant="default",
+        setting="",
+        initial_replicas=2,
+        startup_s=120,
+        slo=Slo(),
+        step_time_scale=true_scale,
+    )
+
+    plans = [decision.plan for _, decision in thrifty.decisions if decision.plan is not None]
+    assert result.completed
+    assert plans, "the planner ran (the bench feeds Thrifty the server configuration and the mix)"
+    assert plans[-1].step_time_scale == pytest.approx(true_scale, rel=0.12)
+    assert "step time x" in plans[-1].reason

@@ -184,3 +184,20 @@ def test_h100_step_times_within_15_percent_of_every_measurement() -> None:
 
     assert len(errors) == 52
     assert {name: round(error, 3) for name, error in errors.items() if abs(error) > 0.15} == {}
+
+
+def test_a_step_time_scale_scales_every_step_exactly() -> None:
+    draft = {
+        "method": "draft_model",
+        "model": "meta-llama/Llama-3.2-1B-Instruct",
+        "num_speculative_tokens": 4,
+    }
+    nominal = cost(tensor_parallel_size=2, speculative_config=draft)  # every term of the step is non-zero
+    slow = nominal.scaled(1.3)
+
+    assert decode_step(slow, 64, 2048) == pytest.approx(1.3 * decode_step(nominal, 64, 2048), rel=1e-12)
+    assert prefill_step(slow, 8192) == pytest.approx(1.3 * prefill_step(nominal, 8192), rel=1e-12)
+    assert nominal.scaled(1.0) is nominal
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="step_time_scale: must be a positive number"):
+            nominal.scaled(bad)

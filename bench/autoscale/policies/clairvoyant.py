@@ -28,9 +28,20 @@ WARMUP_S = 30.0
 
 
 def _meets(
-    config: EngineConfig, requests: Sequence[TraceRequest], replicas: int, start: float, slo: Slo
+    config: EngineConfig,
+    requests: Sequence[TraceRequest],
+    replicas: int,
+    start: float,
+    slo: Slo,
+    step_time_scale: float,
 ) -> bool:
-    cluster = SimCluster(config, startup_s=0.0, ttft_slo_s=slo.ttft_p95_s, itl_slo_s=slo.itl_p95_s)
+    cluster = SimCluster(
+        config,
+        startup_s=0.0,
+        ttft_slo_s=slo.ttft_p95_s,
+        itl_slo_s=slo.itl_p95_s,
+        step_time_scale=step_time_scale,
+    )
     cluster.start(replicas)
     for request in requests:
         cluster.submit(request)
@@ -41,10 +52,20 @@ def _meets(
 
 
 def fewest_replicas_per_minute(
-    requests: Sequence[TraceRequest], config: EngineConfig, slo: Slo, *, max_replicas: int
+    requests: Sequence[TraceRequest],
+    config: EngineConfig,
+    slo: Slo,
+    *,
+    max_replicas: int,
+    step_time_scale: float = 1.0,
 ) -> list[int]:
-    """For minute m of the trace, the fewest replicas meeting the SLO in it (at most `max_replicas`)."""
-    model = ReplicaModel(config)
+    """For minute m of the trace, the fewest replicas meeting the SLO in it (at most `max_replicas`),
+    on twins `step_time_scale` times as slow as the calibration (the bound knows the true speed)."""
+    model = ReplicaModel(config, step_time_scale=step_time_scale)
+
+    def meets(replay: Sequence[TraceRequest], count: int, start: float) -> bool:
+        return _meets(config, replay, count, start, slo, step_time_scale)
+
     minutes = math.ceil(requests[-1].arrival_s / MINUTE_S)
     needed: list[int] = []
     for minute in range(minutes):
@@ -57,13 +78,13 @@ def fewest_replicas_per_minute(
         mix = RequestMix.from_requests([r.prompt_tokens for r in own], [r.output_tokens for r in own])
         capacity = model.capacity(mix, LatencySlo(slo.ttft_p95_s, slo.itl_p95_s)).rate_per_s
         guess = max(1, min(max_replicas, math.ceil(len(own) / MINUTE_S / max(capacity, 1e-6))))
-        if _meets(config, replay, guess, start, slo):
+        if meets(replay, guess, start):
             count = guess
-            while count > 1 and _meets(config, replay, count - 1, start, slo):
+            while count > 1 and meets(replay, count - 1, start):
                 count -= 1
         else:
             count = guess + 1
-            while count < max_replicas and not _meets(config, replay, count, start, slo):
+            while count < max_replicas and not meets(replay, count, start):
                 count += 1
         needed.append(count)
     return needed

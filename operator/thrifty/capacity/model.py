@@ -107,11 +107,9 @@ class ReplicaModel:
     """
 
     def __init__(self, config: EngineConfig, *, step_time_scale: float = 1.0) -> None:
-        if not (math.isfinite(step_time_scale) and step_time_scale > 0):
-            raise ValueError(f"step_time_scale: must be a positive number, got {step_time_scale!r}")
         self.config = config
         self.step_time_scale = step_time_scale
-        self._cost: StepCostModel = step_cost_model(config)
+        self._cost: StepCostModel = step_cost_model(config, step_time_scale)
         self._sizing: ServerSizing = size_server(config)
         spec = config.speculative
         self._draft_tokens = spec.num_speculative_tokens if spec is not None else 0
@@ -132,14 +130,13 @@ class ReplicaModel:
     ) -> float:
         """Seconds of a step with `decoding` decodes at `context` tokens each, plus a prefill chunk."""
         per = 1 + self._draft_tokens
-        seconds = self._cost.step_seconds(
+        return self._cost.step_seconds(
             tokens=round(decoding * per + chunk),
             sampled=round(decoding * per + (1 if chunk else 0)),
             context_tokens=round(decoding * (context + per) + chunk_context),
             attention_pairs=round(decoding * (per * context + per * (per + 1) / 2) + pairs),
             decoding=1 if decoding >= 0.5 else 0,
         )
-        return seconds * self.step_time_scale
 
     def _batch_steps(
         self, batch: _Batch, decoding: float, context: float, free: float, itl_slo_s: float | None

@@ -111,6 +111,7 @@ def decide(window: MetricsWindow, state: ScalingState, policy: ScalingPolicy, no
             engine_max_num_seqs=engine,
             action=Action.STEADY,
             reason=replica_plan.reason or _steady_reason(signals, state),
+            plan=capacity_plan,
         )
     changes.sort(key=lambda change: _PRIORITY.index(change.action))
     return Decision(
@@ -122,6 +123,7 @@ def decide(window: MetricsWindow, state: ScalingState, policy: ScalingPolicy, no
             f"{change.action.value} {change.before}->{change.after}: {change.reason}" for change in changes
         ),
         changes=tuple(changes),
+        plan=capacity_plan,
     )
 
 

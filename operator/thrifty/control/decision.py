@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from thrifty.control.planner import CapacityPlan
+
 
 class Action(StrEnum):
     """The kinds of decision, as status.decisions[].action spells them."""
@@ -57,6 +59,8 @@ class Decision:
     changes: tuple[Change, ...] = ()
     metrics_available: bool = True
     """False when the window was missing, stale or failing (status MetricsAvailable=False)."""
+    plan: CapacityPlan | None = None
+    """The capacity planner's figures behind `replicas`, when the server configuration is known."""
 
     @property
     def changed(self) -> bool:

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,27 @@ FAULT_ANNOTATION = "testbed.thrifty.dev/fault"
 """Set on a vLLM pod, the pod's twin plays an engine that died (the value is the message):
 requests answer 500 and /health 500. Removing it heals the twin. Tests use it to fail a tier's
 replicas while their endpoints are still listed, as happens before the readiness probe notices."""
+STEP_TIME_ANNOTATION = "testbed.thrifty.dev/twin-step-time-scale"
+"""Set on a namespace, the twins of the vLLM pods started in it take this many times the calibrated
+time per engine step ("1.3": an engine 30% slower than the calibration the operator plans with).
+Tests use it to show the control loop correcting its capacity model online."""
 POLL_SECONDS = 0.5
+
+
+def step_time_scale(annotations: dict[str, str] | None) -> float:
+    """The namespace's twin step-time scale (1 without the annotation)."""
+    raw = (annotations or {}).get(STEP_TIME_ANNOTATION)
+    if raw is None:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"namespace annotation {STEP_TIME_ANNOTATION}: must be a positive number, got {raw!r}"
+        )
+    return value
 
 
 @dataclass
@@ -104,7 +125,13 @@ class Launcher:
             config = engine_config_from_vllm_args(
                 parse_engine_args(list(container.args or [])), gpu_product=product
             )
-            served.server = TwinServer(config, host=served.ip, load_seconds=self.load_seconds)
+            namespace = await asyncio.to_thread(self.api.read_namespace, served.namespace)
+            served.server = TwinServer(
+                config,
+                host=served.ip,
+                load_seconds=self.load_seconds,
+                step_time_scale=step_time_scale(namespace.metadata.annotations),
+            )
             await served.server.start()
         except (InvalidEngineArgs, TwinConfigError, OSError, ValueError) as error:
             served.failed = str(error)

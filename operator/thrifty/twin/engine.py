@@ -157,10 +157,14 @@ class StepOutcome:
 class Engine:
     """One server's scheduler, KV cache and step clock arithmetic."""
 
-    def __init__(self, config: EngineConfig, *, sizing: ServerSizing | None = None) -> None:
+    def __init__(
+        self, config: EngineConfig, *, sizing: ServerSizing | None = None, step_time_scale: float = 1.0
+    ) -> None:
+        """`step_time_scale`: every step takes this many times the calibrated time (a real engine
+        that runs slower or faster than the calibration)."""
         self.config = config
         self.sizing = sizing if sizing is not None else size_server(config)
-        self.cost: StepCostModel = step_cost_model(config)
+        self.cost: StepCostModel = step_cost_model(config, step_time_scale)
         self.pool = BlockPool(self.sizing.num_gpu_blocks)
         self._running: list[RequestState] = []
         self._waiting: deque[RequestState] = deque()

@@ -41,10 +41,11 @@ class SimTwin:
         sample_interval_s: float,
         decode_runs: bool,
         on_outcome: Callable[[SimTwin, StepOutcome], None],
+        step_time_scale: float = 1.0,
     ) -> None:
         self.twin_id = twin_id
         self.config = config
-        self.engine = Engine(config)
+        self.engine = Engine(config, step_time_scale=step_time_scale)
         self.ready_s = started_s if preloaded else started_s + self.engine.sizing.load_seconds
         self.retired_s: float | None = None
         """When the twin stopped taking requests; it stops (and stops costing) once drained."""

@@ -56,12 +56,19 @@ class TwinServer:
     """One twin of a vLLM server, serving vLLM's HTTP API at `host:port`."""
 
     def __init__(
-        self, config: EngineConfig, *, host: str, port: int | None = None, load_seconds: float | None = None
+        self,
+        config: EngineConfig,
+        *,
+        host: str,
+        port: int | None = None,
+        load_seconds: float | None = None,
+        step_time_scale: float = 1.0,
     ) -> None:
         """`port` defaults to the config's `--port` (0 picks a free one); `load_seconds` overrides
-        the load time derived from the weight bytes (tests use a short one)."""
+        the load time derived from the weight bytes (tests use a short one); `step_time_scale`
+        makes every engine step that many times the calibrated time (a mis-calibrated engine)."""
         self.config = config
-        self.engine = Engine(config)
+        self.engine = Engine(config, step_time_scale=step_time_scale)
         self.metrics = VllmMetrics(config, self.engine.sizing)
         self.host = host
         self.port = config.port if port is None else port

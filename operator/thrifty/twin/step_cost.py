@@ -125,6 +125,27 @@ class StepCostModel:
             seconds += self.draft_fixed_s + self.draft_s_per_context_token * context_tokens
         return seconds
 
+    def scaled(self, factor: float) -> StepCostModel:
+        """The same engine `factor` times as slow: every term is linear in its coefficients (the
+        p-norm too), so scaling them all scales every step's duration by exactly `factor`."""
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"step_time_scale: must be a positive number, got {factor!r}")
+        if factor == 1.0:
+            return self
+        return StepCostModel(
+            c0_s=self.c0_s * factor,
+            weight_read_s=self.weight_read_s * factor,
+            kv_read_s_per_token=self.kv_read_s_per_token * factor,
+            linear_s_per_token=self.linear_s_per_token * factor,
+            head_s_per_sample=self.head_s_per_sample * factor,
+            attention_s_per_pair=self.attention_s_per_pair * factor,
+            matmul_norm_exponent=self.matmul_norm_exponent,
+            allreduce_fixed_s=self.allreduce_fixed_s * factor,
+            allreduce_s_per_token=self.allreduce_s_per_token * factor,
+            draft_fixed_s=self.draft_fixed_s * factor,
+            draft_s_per_context_token=self.draft_s_per_context_token * factor,
+        )
+
 
 def _target_kv_bytes_per_token_per_gpu(config: EngineConfig) -> float:
     arch = config.architecture
@@ -132,8 +153,9 @@ def _target_kv_bytes_per_token_per_gpu(config: EngineConfig) -> float:
     return 2 * arch.num_layers * heads * arch.head_dim * config.kv_bytes_per_element
 
 
-def step_cost_model(config: EngineConfig) -> StepCostModel:
-    """The step-time coefficients of one server configuration."""
+def step_cost_model(config: EngineConfig, step_time_scale: float = 1.0) -> StepCostModel:
+    """The step-time coefficients of one server configuration; `step_time_scale` > 1 plays an
+    engine that runs that many times slower than the calibration (1.3: 30% slower)."""
     gpu = config.gpu
     arch = config.architecture
     tp = config.tensor_parallel_size
@@ -176,4 +198,4 @@ def step_cost_model(config: EngineConfig) -> StepCostModel:
         allreduce_s_per_token=allreduce_per_token,
         draft_fixed_s=draft_fixed,
         draft_s_per_context_token=draft_per_context,
-    )
+    ).scaled(step_time_scale)
