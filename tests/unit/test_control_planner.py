@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import pytest
 from test_control_windows import NOW, POLICY, STEP, state, window
 
 from thrifty.capacity import LatencySlo, ReplicaModel, RequestMix
 from thrifty.control import Action, LatencySample, MetricsWindow, decide, read_signals
 from thrifty.control.planner import plan_capacity, step_time_scale
+from thrifty.control.signals import TrafficPoint
 from thrifty.twin import engine_config_from_vllm_args
 
 CONFIG = engine_config_from_vllm_args(
@@ -148,3 +150,28 @@ def test_latency_samples_carry_the_mean_gap() -> None:
     sample = LatencySample(NOW, 0.3, 0.03, 0.01, mean_itl_s=0.011)
     assert sample.mean_itl_s == 0.011
     assert STEP == 15.0
+
+
+def _points(scale: float, replicas: list[int], per_replica: float = 8.0) -> tuple[TrafficPoint, ...]:
+    """One point every 15 s; each minute's gap is what an engine `scale` times as slow shows at
+    `per_replica` requests/s on the replicas of that point."""
+    gap = ReplicaModel(CONFIG, step_time_scale=scale).predict(MIX, per_replica).mean_itl_s
+    return tuple(
+        TrafficPoint(NOW - 15.0 * (len(replicas) - 1 - k), per_replica * n, n, gap)
+        for k, n in enumerate(replicas)
+    )
+
+
+def test_the_fit_finds_faster_and_slower_engines_alike() -> None:
+    for true in (0.5, 0.7, 1.0, 1.3, 2.0):
+        scale, minutes = step_time_scale(_points(true, [4] * 40), CONFIG, MIX, since=NOW - 600)
+        assert scale == pytest.approx(true, rel=0.03), true
+        assert minutes == 10
+
+
+def test_minutes_whose_replicas_changed_are_no_evidence() -> None:
+    """A scale-in: the last three minutes' points are each within a minute of a change."""
+    replicas = [4] * 28 + [3] * 3 + [2] * 3 + [1] * 3 + [1] * 3
+    _, all_minutes = step_time_scale(_points(1.0, [4] * 40), CONFIG, MIX, since=NOW - 600)
+    _, kept = step_time_scale(_points(1.0, replicas), CONFIG, MIX, since=NOW - 600)
+    assert kept < all_minutes

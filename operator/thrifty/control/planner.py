@@ -33,6 +33,10 @@ SCALE_BOUNDS = (0.25, 4.0)
 configuration, not the GPU's speed, is what the model has wrong."""
 _SCALE_EVIDENCE = 3
 """Minutes with a mean ITL needed before the correction moves off 1."""
+_SCALE_GRID = 0.02
+"""Scales are fitted on a grid this wide in log space (2%)."""
+_MINUTE_S = 60.0
+"""What each mean ITL covers: the query's rate window (metrics/queries.py)."""
 _SCALE_SPAN_S = 600.0
 """The correction is fitted over this much of the past, one point per minute (each mean ITL
 covers the minute before its scrape, so closer points would repeat it)."""
@@ -92,30 +96,46 @@ def step_time_scale(
     """The engine's step time over the calibration's, and how many scrapes showed it.
 
     Each minute with a mean ITL gives observed / predicted at its arrivals per replica; the
-    scale moves by their median until it predicts what was observed (three rounds: at heavy
-    load the gap grows faster than the step time), clamped to `SCALE_BOUNDS`. 1.0 without
-    enough evidence.
+    scale is the one (within `SCALE_BOUNDS`, on a 2% grid) at which the median of those ratios
+    is 1: the model then predicts what was observed. 1.0 without enough evidence.
     """
     points: list[TrafficPoint] = []
-    for point in reversed(traffic):
+    for index in range(len(traffic) - 1, -1, -1):
+        point = traffic[index]
         if point.time <= since:
             break
         if point.mean_itl_s is None or point.replicas <= 0 or point.arrivals_per_s <= 0:
             continue
-        if not points or points[-1].time - point.time >= 60.0 - 1e-6:
-            points.append(point)
+        if points and points[-1].time - point.time < _MINUTE_S - 1e-6:
+            continue
+        # The gap covers the minute before the scrape: only a minute served by the same replicas
+        # throughout is set against its load per replica (in a scale-in, the replicas gone served
+        # part of it, and counting only those left would read the engine as faster than it is).
+        minute = [p for p in traffic[:index] if p.time > point.time - _MINUTE_S]
+        if any(p.replicas != point.replicas for p in minute):
+            continue
+        points.append(point)
     if len(points) < _SCALE_EVIDENCE:
         return 1.0, len(points)
-    scale = 1.0
-    for _ in range(3):
-        ratios = []
-        for point in points:
-            rate = _rounded(point.arrivals_per_s / point.replicas, 0.02)
-            predicted = _predicted_itl(config, scale, mix, rate)
-            assert point.mean_itl_s is not None
-            ratios.append(point.mean_itl_s / predicted)
-        scale = max(SCALE_BOUNDS[0], min(SCALE_BOUNDS[1], scale * statistics.median(ratios)))
-        scale = _rounded(scale, 0.02)
+    observed = [(_rounded(p.arrivals_per_s / p.replicas, 0.02), p.mean_itl_s or 0.0) for p in points]
+
+    def too_slow(scale: float) -> bool:
+        """Whether the model at `scale` predicts longer gaps than the median minute showed."""
+        ratios = [gap / _predicted_itl(config, scale, mix, rate) for rate, gap in observed]
+        return statistics.median(ratios) < 1.0
+
+    # The predicted gap grows with the scale, faster than in proportion (a slower engine also
+    # holds more requests at the same arrival rate), so scaling by the ratio would overshoot:
+    # bisect instead, on the 2% grid of scales the cache is keyed on.
+    low, high = (round(math.log(bound) / _SCALE_GRID) for bound in SCALE_BOUNDS)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if too_slow(_rounded(math.exp(middle * _SCALE_GRID), _SCALE_GRID)):
+            high = middle
+        else:
+            low = middle
+    low_scale, high_scale = (_rounded(math.exp(k * _SCALE_GRID), _SCALE_GRID) for k in (low, high))
+    scale = high_scale if not too_slow(high_scale) else low_scale
     return scale, len(points)
 
 
