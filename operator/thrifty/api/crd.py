@@ -64,6 +64,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "priority": 1,
     },
     {
+        "name": "Req/s/Replica",
+        "type": "number",
+        "description": "One replica's highest request rate within the SLO, as the capacity planner sees it",
+        "jsonPath": ".status.capacity.requestsPerSecond",
+        "priority": 1,
+    },
+    {
         "name": "GPU-Hours",
         "type": "number",
         "description": "GPU-hours held by the model's pods since it was created",

@@ -92,6 +92,38 @@ class ScalingDecision(StatusModel):
     """Why, with the figures that drove it. Example: `batch utilization 0.93 > 0.80 for 2m, TTFT p95 1.1s < 2s`."""
 
 
+class DesiredStatus(StatusModel):
+    """What the control loop decided the model runs. The loop only records it here; the model's
+    one reconcile carries it out on the Deployment (within spec.scaling's bounds), so no other
+    writer can put back a count the loop just changed, and an operator restart keeps it."""
+
+    replicas: Annotated[int, Field(ge=0)]
+    """Replicas the Deployment should run."""
+
+    engine_max_num_seqs: Annotated[int, Field(ge=1)]
+    """The `--max-num-seqs` flag its pods should run with (a change rolls them with a surge)."""
+
+
+class CapacityStatus(StatusModel):
+    """The capacity planner's view of one replica, behind the replica count. Present when Thrifty
+    knows the model's server configuration (its GPU and architecture are in the calibration)."""
+
+    requests_per_second: Annotated[float, Field(ge=0)]
+    """The highest request rate one replica sustains within the SLO for the observed request mix.
+    Example: `10.8`."""
+
+    planned_requests_per_second: Annotated[float, Field(ge=0)]
+    """What the planner loads each replica with: `requestsPerSecond` x spec.scaling.targetBatchUtilization."""
+
+    binding: Annotated[str, StringConstraints(max_length=64)]
+    """What limits the rate: `ITL p95`, `TTFT p95`, `max_num_seqs`, `KV cache` or `prefill`."""
+
+    step_time_scale: Annotated[float, Field(gt=0)]
+    """The engine's step time over the calibration's, fitted online from the observed inter-token gap
+    against load; 1.3 means the real engine runs 30% slower than calibrated. `1` until enough minutes of
+    traffic have been seen."""
+
+
 class CostStatus(StatusModel):
     """What serving this model costs: GPU time so far, and the price of its output tokens."""
 
@@ -148,6 +180,12 @@ class InferenceModelStatus(StatusModel):
 
     cost: CostStatus | None = None
     """Cost so far and per token."""
+
+    desired: DesiredStatus | None = None
+    """The control loop's decision, which the reconcile carries out (spec.scaling on)."""
+
+    capacity: CapacityStatus | None = None
+    """One replica's capacity at the SLO, as the planner sees it."""
 
     def condition(self, condition_type: ConditionType | str) -> Condition | None:
         return next((c for c in self.conditions if c.type == condition_type), None)

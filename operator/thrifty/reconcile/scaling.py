@@ -1,11 +1,12 @@
-"""The live control loop's step for one InferenceModel: read, decide, apply, report.
+"""The live control loop's step for one InferenceModel: read, decide, hand the decision over.
 
 The decision itself is the pure `thrifty.control.decide`; this module only gathers its inputs
-(the Deployment, the ready pods, the status history, a metrics window) and carries the decision
-out: replicas and the engine flag through the Deployment (server-side apply, a surge rollout for a
-flag change), the effective cap and the history into status, an Event per change. It never
-writes the InferenceModel's spec. Everything the policy needs is rebuilt from the cluster each
-step, so an operator restart changes nothing.
+(the Deployment, the ready pods, the status history, a metrics window) and hands the decision to
+the model's one reconcile (`reconcile_model(..., record=...)`), which records it in status
+(status.desired, the effective cap, the history) and carries it out on the Deployment (a surge
+rollout for a flag change). The loop writes nothing itself and never the InferenceModel's spec.
+Everything the policy needs is rebuilt from the cluster each step, so an operator restart
+changes nothing.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 from kubernetes import client
 from pydantic import ValidationError
 
-from thrifty.api import ConditionType, InferenceModel
-from thrifty.api.status import MAX_DECISIONS, ScalingDecision
+from thrifty.api import InferenceModel
+from thrifty.api.status import ScalingDecision
 from thrifty.control import (
     Decision,
     MetricsWindow,
@@ -31,19 +32,11 @@ from thrifty.control import (
     policy_from_spec,
 )
 from thrifty.k8s import objects
-from thrifty.k8s.events import record_event
-from thrifty.reconcile.cost import price_generated_tokens
-from thrifty.reconcile.status import engine_max_num_seqs, timestamp
-from thrifty.reconcile.telemetry import (
-    DECISIONS,
-    EFFECTIVE_CAP,
-    ENGINE_MAX_NUM_SEQS,
-    METRICS_QUERY_ERRORS,
-    REPLICAS,
-    start_model_series,
-)
-from thrifty.reconcile.write_status import on_fresh_reads
-from thrifty.render import desired_deployment, model_selector
+from thrifty.reconcile.model import reconcile_model
+from thrifty.reconcile.plan import LoopRecord
+from thrifty.reconcile.status import engine_max_num_seqs
+from thrifty.reconcile.telemetry import METRICS_QUERY_ERRORS
+from thrifty.render import model_selector
 from thrifty.render.engine_args import engine_args
 from thrifty.twin.config import EngineConfig, TwinConfigError, engine_config_from_vllm_args
 from thrifty.twin.gpu_calibration import CalibrationError
@@ -97,40 +90,6 @@ def scaling_state(body: dict[str, Any], deployment: dict[str, Any], ready_pods: 
         last_cap_change=last.cap_change,
         rollout_in_progress=_rollout_in_progress(deployment),
     )
-
-
-def _utilization(window: MetricsWindow, cap: int) -> dict[str, float]:
-    latest = list(window.latest_by_pod().values())
-    if not latest:
-        return {}
-    count = len(latest)
-    return {
-        "batch": round(sum(s.running for s in latest) / count / max(cap, 1), 3),
-        "kvCache": round(sum(s.kv_cache_usage for s in latest) / count, 3),
-        "queue": round(sum(s.waiting for s in latest) / count, 2),
-    }
-
-
-def _metrics_condition(
-    previous: dict[str, Any] | None, decision: Decision, now: datetime.datetime
-) -> dict[str, Any]:
-    # The message stays stable while the cause does (figures go to the decision history), so a
-    # model whose metrics stay missing is not rewritten every period.
-    status = "True" if decision.metrics_available else "False"
-    reason = "Fresh" if decision.metrics_available else "MissingOrStale"
-    message = (
-        "fresh vLLM metrics from every ready replica"
-        if decision.metrics_available
-        else "vLLM metrics missing, stale or failing: the control loop holds replicas and caps as they are"
-    )
-    changed = previous is None or previous.get("status") != status
-    return {
-        "type": ConditionType.METRICS_AVAILABLE.value,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": timestamp(now) if changed else previous["lastTransitionTime"],  # type: ignore[index]
-    }
 
 
 def compress_time(policy: ScalingPolicy, factor: float) -> ScalingPolicy:
@@ -198,69 +157,5 @@ def control_step(
     if window.errors:
         METRICS_QUERY_ERRORS.labels(namespace=model.namespace, model=model.name).inc(len(window.errors))
     decision = decide(window, state, policy, epoch)
-
-    if decision.replicas != state.replicas or decision.engine_max_num_seqs != state.engine_max_num_seqs:
-        objects.server_side_apply(
-            api,
-            desired_deployment(model, replicas=decision.replicas, max_num_seqs=decision.engine_max_num_seqs),
-        )
-    # The decision is carried out above; its record goes onto the status as it is now.
-    on_fresh_reads(api, body, lambda current: _report(api, current, model, decision, window, now=now))
+    reconcile_model(api, body, LoopRecord(decision, window, now))
     return decision
-
-
-def _report(
-    api: client.ApiClient,
-    body: dict[str, Any],
-    model: InferenceModel,
-    decision: Decision,
-    window: MetricsWindow,
-    *,
-    now: datetime.datetime,
-) -> None:
-    before = body.get("status") or {}
-    status = dict(before)
-    status["maxNumSeqs"] = {"engine": decision.engine_max_num_seqs, "effective": decision.effective_cap}
-    utilization = _utilization(window, decision.engine_max_num_seqs)
-    if utilization:
-        status["utilization"] = utilization
-    new_entries = [
-        {
-            "time": timestamp(now),
-            "action": c.action.value,
-            "from": c.before,
-            "to": c.after,
-            "reason": c.reason[:1024],
-        }
-        for c in decision.changes
-    ]
-    if new_entries:
-        status["decisions"] = (new_entries + list(before.get("decisions") or []))[:MAX_DECISIONS]
-    conditions = [
-        c for c in before.get("conditions") or [] if c.get("type") != ConditionType.METRICS_AVAILABLE.value
-    ]
-    previous = next(
-        (c for c in before.get("conditions") or [] if c.get("type") == ConditionType.METRICS_AVAILABLE.value),
-        None,
-    )
-    conditions.append(_metrics_condition(previous, decision, now))
-    status["conditions"] = conditions
-    status = price_generated_tokens(before, status, model, window)
-    if status != before:
-        objects.patch_status(api, body, status, if_unchanged=True)
-
-    labels = {"namespace": model.namespace, "model": model.name}
-    start_model_series(**labels)
-    EFFECTIVE_CAP.labels(**labels).set(decision.effective_cap)
-    ENGINE_MAX_NUM_SEQS.labels(**labels).set(decision.engine_max_num_seqs)
-    REPLICAS.labels(**labels).set(decision.replicas)
-    for change in decision.changes:
-        DECISIONS.labels(action=change.action.value, **labels).inc()
-        record_event(
-            api,
-            body,
-            reason=change.action.value,
-            message=f"{change.before} -> {change.after}: {change.reason}",
-        )
-    if previous is not None and previous.get("status") == "True" and not decision.metrics_available:
-        record_event(api, body, reason="MetricsUnavailable", message=decision.reason, event_type="Warning")

@@ -8,10 +8,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable
+from typing import Any
 
+from kubernetes import client
 from prometheus_client import Counter, Gauge
 
-from thrifty.control import Action
+from thrifty.api import ConditionType, InferenceModel
+from thrifty.control import Action, Decision
+from thrifty.k8s.events import record_event
 
 RECONCILES = Counter(
     "thrifty_reconcile",
@@ -69,6 +73,30 @@ def start_model_series(*, namespace: str, model: str) -> None:
     for action in Action:
         if action not in (Action.HOLD, Action.STEADY):
             DECISIONS.labels(namespace=namespace, model=model, action=action.value)
+
+
+def report_decision(
+    api: client.ApiClient, body: dict[str, Any], model: InferenceModel, decision: Decision
+) -> None:
+    """A control-loop decision, once stored: the gauges, a counter and an Event per change, and a
+    Warning when the metrics just went missing. `body` is the model as read before the store."""
+    labels = {"namespace": model.namespace, "model": model.name}
+    start_model_series(**labels)
+    EFFECTIVE_CAP.labels(**labels).set(decision.effective_cap)
+    ENGINE_MAX_NUM_SEQS.labels(**labels).set(decision.engine_max_num_seqs)
+    REPLICAS.labels(**labels).set(decision.replicas)
+    for change in decision.changes:
+        DECISIONS.labels(action=change.action.value, **labels).inc()
+        record_event(
+            api,
+            body,
+            reason=change.action.value,
+            message=f"{change.before} -> {change.after}: {change.reason}",
+        )
+    conditions = (body.get("status") or {}).get("conditions") or []
+    previous = next((c for c in conditions if c.get("type") == ConditionType.METRICS_AVAILABLE.value), None)
+    if previous is not None and previous.get("status") == "True" and not decision.metrics_available:
+        record_event(api, body, reason="MetricsUnavailable", message=decision.reason, event_type="Warning")
 
 
 TIER_INFO = Gauge(
