@@ -35,6 +35,7 @@ _SCALE_EVIDENCE = 3
 """Minutes with a mean ITL needed before the correction moves off 1."""
 _SCALE_GRID = 0.02
 """Scales are fitted on a grid this wide in log space (2%)."""
+_LONGEST_STEP = round(math.log(1.5) / _SCALE_GRID)
 _MINUTE_S = 60.0
 """What each mean ITL covers: the query's rate window (metrics/queries.py)."""
 _SCALE_SPAN_S = 600.0
@@ -119,23 +120,41 @@ def step_time_scale(
         return 1.0, len(points)
     observed = [(_rounded(p.arrivals_per_s / p.replicas, 0.02), p.mean_itl_s or 0.0) for p in points]
 
-    def too_slow(scale: float) -> bool:
-        """Whether the model at `scale` predicts longer gaps than the median minute showed."""
+    def excess(k: int) -> float:
+        """log of the median observed / predicted gap at scale exp(k * grid): > 0 while the model
+        at that scale predicts shorter gaps than were seen (the engine is slower still)."""
+        scale = _rounded(math.exp(k * _SCALE_GRID), _SCALE_GRID)
         ratios = [gap / _predicted_itl(config, scale, mix, rate) for rate, gap in observed]
-        return statistics.median(ratios) < 1.0
+        return math.log(statistics.median(ratios))
 
     # The predicted gap grows with the scale, faster than in proportion (a slower engine also
-    # holds more requests at the same arrival rate), so scaling by the ratio would overshoot:
-    # bisect instead, on the 2% grid of scales the cache is keyed on.
-    low, high = (round(math.log(bound) / _SCALE_GRID) for bound in SCALE_BOUNDS)
-    while high - low > 1:
-        middle = (low + high) // 2
-        if too_slow(_rounded(math.exp(middle * _SCALE_GRID), _SCALE_GRID)):
-            high = middle
+    # holds more requests at the same arrival rate), so one step by the ratio overshoots: it only
+    # brackets the root. Then false position on the grid of scales the cache is keyed on, which
+    # needs three or four evaluations where bisection over the bounds needed eight.
+    k_min, k_max = (round(math.log(bound) / _SCALE_GRID) for bound in SCALE_BOUNDS)
+    low, high = k_min - 1, k_max + 1  # excess(low) >= 0 > excess(high); the ends are virtual
+    f_low: float | None = None
+    f_high: float | None = None
+    k = 0
+    for attempt in range(24):
+        value = excess(k)
+        if value >= 0:
+            low, f_low = k, value
         else:
-            low = middle
-    low_scale, high_scale = (_rounded(math.exp(k * _SCALE_GRID), _SCALE_GRID) for k in (low, high))
-    scale = high_scale if not too_slow(high_scale) else low_scale
+            high, f_high = k, value
+        if high - low <= 1:
+            break
+        if attempt < 6 and f_low is not None and f_high is not None:
+            guess = low + round((high - low) * f_low / (f_low - f_high))
+        elif attempt < 6:
+            # At most 1.5x per step: far past capacity the model's gap stops growing with the
+            # scale (the replica overflows), and a long jump there would read as a bracket.
+            step = round(value / _SCALE_GRID)
+            guess = k + max(-_LONGEST_STEP, min(_LONGEST_STEP, step))
+        else:
+            guess = (low + high) // 2
+        k = min(high - 1, max(low + 1, guess))
+    scale = _rounded(math.exp(max(k_min, low) * _SCALE_GRID), _SCALE_GRID)
     return scale, len(points)
 
 
