@@ -34,9 +34,8 @@ _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Loc
 
 
 def reconcile_model_by_name(api: client.ApiClient, namespace: str, name: str) -> None:
-    body = objects.read(api, API_VERSION, KIND, name, namespace=namespace)
-    if body is not None and not body["metadata"].get("deletionTimestamp"):
-        reconcile_model(api, body)
+    """The reconcile reads the model itself (under its lock), so the name is all it needs."""
+    reconcile_model(api, {"metadata": {"namespace": namespace, "name": name}})
 
 
 def reconcile_model(
