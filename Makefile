@@ -7,7 +7,7 @@ THRIFTY := $(VENV)/bin/thrifty
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test unit lint deps venv vllm-venv vllm-spec testbed-build up down status shell clean bench-twin bench-capacity bench-autoscale bench-router chart chart-check
+.PHONY: help demo test unit lint deps venv vllm-venv vllm-spec testbed-build up down status shell clean bench-twin bench-capacity bench-autoscale bench-autoscale-suite bench-router chart chart-check
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ bench-capacity: venv ## the capacity model against the twin's measured capacity 
 
 bench-autoscale: venv ## Thrifty vs HPA, KubeAI, AIBrix KPA, llm-d and static on a replayed trace (TRACE=<azure csv>)
 	$(PY) -m bench.autoscale $(if $(TRACE),--trace $(TRACE))
+
+bench-autoscale-suite: venv ## the autoscaling benchmark over seeded traffic shapes, the conversation trace and a 70B model (about an hour)
+	$(PY) -m bench.autoscale.suite
 
 bench-router: venv ## router policies on a replayed Mooncake trace, and router overhead (TRACE=<mooncake jsonl>)
 	$(PY) -m bench.router $(if $(TRACE),--trace $(TRACE))

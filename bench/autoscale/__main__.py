@@ -17,6 +17,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.autoscale import report
 from bench.autoscale.experiments import POLICIES, BenchContext, run_all
@@ -44,22 +45,29 @@ SCALING = {
 }
 
 
-def engine_config(max_model_len: int, *, prefix_caching: bool) -> EngineConfig:
+def engine_config(
+    max_model_len: int, *, prefix_caching: bool, model: str = MODEL, gpus_per_replica: int = 1
+) -> EngineConfig:
     return engine_config_from_vllm_args(
         {
-            "model": MODEL,
+            "model": model,
             "max_model_len": max_model_len,
             "max_num_seqs": ENGINE_MAX_NUM_SEQS,
             "enable_prefix_caching": prefix_caching,
+            "tensor_parallel_size": gpus_per_replica,
         },
         gpu_product=GPU,
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.autoscale", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--trace", type=Path, default=DEFAULT_TRACE, help="Azure-format .csv or Mooncake .jsonl"
+    )
+    parser.add_argument("--model", default=MODEL, help="a Hugging Face name the twin knows")
+    parser.add_argument(
+        "--gpus-per-replica", type=int, default=1, help="tensor parallel size (4 for a 70B on H100s)"
     )
     parser.add_argument("--replicas-at-peak", type=int, default=8)
     parser.add_argument("--startup", type=float, default=120.0, help="seconds from scale-up to serving")
@@ -86,7 +94,20 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(POLICIES),
         help=f"comma-separated subset of {','.join(POLICIES)} (a partial run)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    line = run_bench(args, argv)
+    if line is not None:
+        print(json.dumps(line))
+    return 0
+
+
+def run_bench(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, Any] | None:
+    """One trace through every policy; the summary line (None for a partial run, whose runs are
+    printed instead)."""
     began = time.monotonic()
     slo = Slo(ttft_p95_s=2.0, itl_p95_s=0.050)
 
@@ -97,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     config = engine_config(
         min(131072, 1024 * math.ceil(longest / 1024)),
         prefix_caching=any(r.block_hashes for r in raw),
+        model=args.model,
+        gpus_per_replica=args.gpus_per_replica,
     )
     print_progress(f"calibrating one replica's capacity on {args.trace.name} ...")
     calibration = calibrate(
@@ -151,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
 
     date = datetime.date.today().isoformat()
     stem = f"autoscale-{date}" if args.trace == DEFAULT_TRACE else f"autoscale-{date}-{args.trace.stem}"
+    if args.model != MODEL:
+        stem += "-" + args.model.rsplit("/", 1)[-1].lower()
     if args.step_time_scale != 1.0:
         stem += f"-steptime{args.step_time_scale:g}"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -168,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         replicas_at_peak=args.replicas_at_peak,
         initial_replicas=initial,
         startup_s=args.startup,
-        model=MODEL,
-        gpu=GPU,
+        model=args.model,
+        gpu=GPU if args.gpus_per_replica == 1 else f"{args.gpus_per_replica} x {GPU}",
         engine_max_num_seqs=ENGINE_MAX_NUM_SEQS,
         max_num_batched_tokens=config.max_num_batched_tokens,
         bounds=(spec.replicas.min, spec.replicas.max),
@@ -198,13 +223,12 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
         )
-        return 0
+        return None
     line = report.summary(results, setup, paths=paths)
     report.plot(args.out / f"{stem}.png", results, setup)
     (args.out / f"{stem}.md").write_text(report.markdown(results, setup, line, png_name=f"{stem}.png"))
     print(report.table(results, setup))
-    print(json.dumps(line))
-    return 0
+    return line
 
 
 if __name__ == "__main__":

@@ -97,6 +97,12 @@ def table(results: Sequence[RunResult], setup: Setup) -> str:
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for run in headline_runs(results):
+        if not run.completed:
+            lines.append(
+                f"| {run.policy} | {run.variant} | {run.setting or 'defaults'} | | | missed the 99% goal by "
+                f"minute {int((run.stopped_at_s or 0) // 60)} (stopped) | | | | {run.restarts} | {run.decisions} |"
+            )
+            continue
         ratio = run.gpu_hours / thrifty.gpu_hours - 1 if thrifty.gpu_hours else 0.0
         lines.append(
             f"| {run.policy} | {run.variant} | {run.setting or 'defaults'} | {run.gpu_hours:.2f} | "

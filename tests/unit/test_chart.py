@@ -300,10 +300,14 @@ def test_operator_may_bind_only_the_router_role(default_docs: list[dict[str, Any
     ]
 
 
-def test_router_role_only_reads_endpointslices(default_docs: list[dict[str, Any]]) -> None:
+def test_router_role_reads_endpointslices_and_may_only_stamp_models(
+    default_docs: list[dict[str, Any]],
+) -> None:
     router = only(default_docs, "ClusterRole", "thrifty-router")
     assert router["rules"] == [
-        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+        # The wake annotation on a model scaled to zero: no create, update or delete, no status.
+        {"apiGroups": ["thrifty.dev"], "resources": ["inferencemodels"], "verbs": ["get", "patch"]},
     ]
 
 

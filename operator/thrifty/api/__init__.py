@@ -27,7 +27,12 @@ from thrifty.api.inference_router import ROUTER_KIND, ROUTER_PLURAL, InferenceRo
 from thrifty.api.model import ModelSpec, SourceParts, split_source
 from thrifty.api.quantization import QuantizationSpec
 from thrifty.api.resources import GPU_PRODUCT_LABEL, GPU_RESOURCE, GpuSpec, ResourcesSpec, Toleration
-from thrifty.api.router_config import DEFAULT_MAX_IN_FLIGHT_PER_REPLICA, ModelBackend, RouterConfig
+from thrifty.api.router_config import (
+    DEFAULT_MAX_IN_FLIGHT_PER_REPLICA,
+    WAKE_ANNOTATION,
+    ModelBackend,
+    RouterConfig,
+)
 from thrifty.api.router_crd import inference_router_crd
 from thrifty.api.router_policies import (
     AdmissionSpec,
@@ -64,6 +69,7 @@ __all__ = [
     "ROUTER_KIND",
     "ROUTER_PLURAL",
     "VERSION",
+    "WAKE_ANNOTATION",
     "AdmissionSpec",
     "AffinityKey",
     "AffinitySpec",

@@ -23,7 +23,7 @@ Service's EndpointSlices), the name its vLLM serves (the router writes it into e
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from typing import Annotated, Final, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
@@ -35,6 +35,10 @@ DEFAULT_MAX_IN_FLIGHT_PER_REPLICA = 256
 on most GPUs (`--max-num-seqs` 256), so the router never queues what vLLM would run."""
 
 ObjectName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
+
+
+WAKE_ANNOTATION: Final = "thrifty.dev/wake-requested-at"
+"""Set by a router on an InferenceModel scaled to zero (an RFC 3339 time): a request is waiting."""
 
 
 class ModelBackend(SpecModel):
@@ -51,6 +55,10 @@ class ModelBackend(SpecModel):
 
     max_in_flight_per_replica: Annotated[int, Field(ge=1, le=8192)] | None = None
     """The live per-replica cap from the control loop; None leaves the spec's or the default."""
+
+    wake_model: ObjectName | None = None
+    """The InferenceModel to wake when the tier has no ready replica (set when the model may scale
+    to zero): the router stamps its `thrifty.dev/wake-requested-at` annotation and holds requests."""
 
 
 class RouterConfig(SpecModel):

@@ -131,6 +131,15 @@ class AdmissionSpec(SpecModel):
     """Longest wait in the queue; after it the request is answered 503 Service Unavailable with
     a Retry-After header. Default `30s`."""
 
+    cold_start_timeout: Duration = "10m"
+    """Longest wait for a tier whose model is scaled to zero (spec.scaling.replicas.min 0): the
+    router asks the model to wake and holds the request (within queueLimit) while a replica starts;
+    after it, 503 Service Unavailable with a Retry-After header. Default `10m`."""
+
     @property
     def queue_timeout_seconds(self) -> float:
         return duration_seconds(self.queue_timeout)
+
+    @property
+    def cold_start_timeout_seconds(self) -> float:
+        return duration_seconds(self.cold_start_timeout)

@@ -27,11 +27,23 @@ class ReplicaBounds(SpecModel):
 
     model_config = ConfigDict(json_schema_extra=cel_rules(REPLICAS_MIN_LE_MAX))
 
-    min: Annotated[int, Field(ge=1, le=1000)] = 1
-    """Fewest replicas, kept even when idle. Default 1. Example: `1`."""
+    min: Annotated[int, Field(ge=0, le=1000)] = 1
+    """Fewest replicas, kept even when idle. Default 1. `0` lets the model scale to zero once no
+    request has arrived for `idleDelay`; an InferenceRouter in front of it holds the next request,
+    wakes the model and answers after the cold start (without a router nothing wakes it).
+    Example: `1`."""
 
     max: Annotated[int, Field(ge=1, le=1000)]
     """Most replicas; each costs gpu.count GPUs. Example: `8`."""
+
+    idle_delay: Duration = "15m"
+    """With `min: 0`: how long the model must go without a request before its last replica goes
+    (each wake costs a cold start, so sparse traffic keeps one replica). Ignored otherwise.
+    Default `15m`."""
+
+    @property
+    def idle_delay_seconds(self) -> float:
+        return duration_seconds(self.idle_delay)
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Self:

@@ -187,5 +187,10 @@ class InferenceModelStatus(StatusModel):
     capacity: CapacityStatus | None = None
     """One replica's capacity at the SLO, as the planner sees it."""
 
+    last_request_time: datetime | None = None
+    """When the control loop last saw the model busy (a request running, waiting or finished), or a
+    router asked to wake it (RFC 3339). With spec.scaling.replicas.min 0 the model scales to zero
+    once this is spec.scaling.replicas.idleDelay old."""
+
     def condition(self, condition_type: ConditionType | str) -> Condition | None:
         return next((c for c in self.conditions if c.type == condition_type), None)

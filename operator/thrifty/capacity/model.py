@@ -206,8 +206,16 @@ class ReplicaModel:
                     )
         return batches
 
-    def predict(self, mix: RequestMix, rate: float, *, itl_slo_s: float | None = None) -> LoadPrediction:
-        """One replica under Poisson arrivals at `rate` requests per second of `mix`."""
+    def predict(
+        self,
+        mix: RequestMix,
+        rate: float,
+        *,
+        itl_slo_s: float | None = None,
+        near: LoadPrediction | None = None,
+    ) -> LoadPrediction:
+        """One replica under Poisson arrivals at `rate` requests per second of `mix`; `near`, a
+        prediction at a nearby rate, starts the fixed point close to where it settles."""
         config = self.config
         budget = config.max_num_batched_tokens
         per_request_gaps = sum(max(0.0, o - 1) for o in mix.output_tokens) / len(mix.output_tokens)
@@ -216,6 +224,9 @@ class ReplicaModel:
         decode = self._step(1, context, 0, 0, 0)
         steps_per_s = 1 / decode
         concurrency = rate * (per_request_gaps + 1) * decode
+        if near is not None and not near.overflow and near.rate_per_s > 0:
+            steps_per_s = 1 / near.mean_itl_s
+            concurrency = near.concurrency * rate / near.rate_per_s
         ttft_mean = decode
         stats = _RateStats(busy=0.0)
         for _ in range(_FIXED_POINT_ROUNDS):
@@ -327,7 +338,7 @@ class ReplicaModel:
         binding = "prefill"
         for _ in range(_BISECTION_ROUNDS):
             middle = (low_rate + high_rate) / 2
-            prediction = self.predict(mix, middle, itl_slo_s=slo.itl_p95_s)
+            prediction = self.predict(mix, middle, itl_slo_s=slo.itl_p95_s, near=low)
             why = _breach(prediction, slo)
             if why:
                 high_rate, binding = middle, why

@@ -9,9 +9,12 @@ because it is free and it sets each replica's capacity; (3) the replica count fo
 
 from __future__ import annotations
 
+import dataclasses
+
 from thrifty.control.cap import CapPlan, plan_cap
 from thrifty.control.decision import Action, Change, Decision
 from thrifty.control.engine_flag import plan_engine
+from thrifty.control.idle import idle_reason, last_busy
 from thrifty.control.planner import CapacityPlan, plan_capacity, planned_cap
 from thrifty.control.policy import ScalingPolicy
 from thrifty.control.replicas import plan_replicas
@@ -48,7 +51,7 @@ def _missing_metrics(
 
 
 def _clamped(replicas: int, policy: ScalingPolicy) -> int:
-    return max(policy.min_replicas, min(policy.max_replicas, replicas))
+    return max(policy.serving_min, min(policy.max_replicas, replicas))
 
 
 def _bounded_hold(state: ScalingState, policy: ScalingPolicy, why: str) -> Decision:
@@ -75,6 +78,23 @@ def _bounded_hold(state: ScalingState, policy: ScalingPolicy, why: str) -> Decis
 
 def decide(window: MetricsWindow, state: ScalingState, policy: ScalingPolicy, now: float) -> Decision:
     """The settings to run from `now` on, and why."""
+    last_request = last_busy(window, state.last_request, now)
+    if state.replicas == 0 and policy.min_replicas == 0:
+        # Nothing runs, so nothing reports: the router's wake, not the metrics, brings it back.
+        return Decision(
+            replicas=0,
+            effective_cap=min(state.effective_cap, state.engine_max_num_seqs),
+            engine_max_num_seqs=state.engine_max_num_seqs,
+            action=Action.STEADY,
+            reason="scaled to zero: a request through the router wakes the model",
+            last_request=last_request,
+        )
+    return dataclasses.replace(_decide(window, state, policy, now, last_request), last_request=last_request)
+
+
+def _decide(
+    window: MetricsWindow, state: ScalingState, policy: ScalingPolicy, now: float, last_request: float
+) -> Decision:
     signals = read_signals(window, policy, now)
     missing = _missing_metrics(window, signals, state, policy, now)
     if missing:
@@ -88,13 +108,17 @@ def decide(window: MetricsWindow, state: ScalingState, policy: ScalingPolicy, no
     engine_plan = plan_engine(signals, state, policy, cap_plan, now)
 
     replicas = _clamped(replica_plan.replicas, policy)
+    replica_reason = replica_plan.reason
+    idle = idle_reason(window, state, policy, last_request, now)
+    if idle:
+        replicas, replica_reason = 0, idle
     engine = engine_plan.engine_max_num_seqs
     cap = min(cap_plan.cap, engine) if policy.cap_enforced_by_router else engine
 
     changes: list[Change] = []
     if replicas != state.replicas:
         action = Action.SCALE_UP if replicas > state.replicas else Action.SCALE_DOWN
-        changes.append(Change(action, state.replicas, replicas, replica_plan.reason or "spec bounds"))
+        changes.append(Change(action, state.replicas, replicas, replica_reason or "spec bounds"))
     if engine != state.engine_max_num_seqs:
         changes.append(
             Change(Action.ROLL_MAX_NUM_SEQS, state.engine_max_num_seqs, engine, engine_plan.reason)

@@ -61,6 +61,8 @@ class Decision:
     """False when the window was missing, stale or failing (status MetricsAvailable=False)."""
     plan: CapacityPlan | None = None
     """The capacity planner's figures behind `replicas`, when the server configuration is known."""
+    last_request: float | None = None
+    """When the model was last busy, as this step sees it (epoch seconds; status.lastRequestTime)."""
 
     @property
     def changed(self) -> bool:

@@ -50,7 +50,7 @@ def plan_engine(
 
     if not cap_plan.wants_above_engine or engine >= policy.max_num_seqs_max:
         return EnginePlan(engine, "")
-    if state.replicas <= policy.min_replicas:
+    if state.replicas <= policy.serving_min:
         return EnginePlan(engine, "")  # one replica more or less costs nothing a roll would save
     # Sustained: the cap asked now and a `window_s` ago both exceed the flag by the deadband.
     limit = engine * (1 + policy.engine_deadband) / policy.burst_headroom

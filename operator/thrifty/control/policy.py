@@ -18,7 +18,11 @@ class ScalingPolicy:
     gets; only the fields that mirror spec.scaling differ between models."""
 
     min_replicas: int = 1
+    """0: the model may scale to zero after `idle_delay_s` without a request (a router wakes it);
+    the planners themselves never go below one replica (`serving_min`)."""
     max_replicas: int = 8
+    idle_delay_s: float = 900.0
+    """With `min_replicas` 0: time without a request before the last replica goes."""
     target_batch_utilization: float = 0.8
     """Running requests per replica / the replica's capacity (the load at which the ITL SLO would
     just hold) that the replica count aims at: the rest is the margin for noise and bursts."""
@@ -108,9 +112,9 @@ class ScalingPolicy:
     (a model or GPU the calibration does not know), they follow the window's load estimate."""
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_replicas <= self.max_replicas:
+        if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
             raise ValueError(
-                f"replicas: need 1 <= min ({self.min_replicas}) <= max ({self.max_replicas}); "
+                f"replicas: need 0 <= min ({self.min_replicas}) <= max ({self.max_replicas}), max >= 1; "
                 "spec.scaling.replicas.min must not exceed spec.scaling.replicas.max"
             )
         if not 0 < self.target_batch_utilization <= 1:
@@ -123,6 +127,11 @@ class ScalingPolicy:
                 f"max_num_seqs bounds: need 1 <= min ({self.max_num_seqs_min}) <= max "
                 f"({self.max_num_seqs_max}), as spec.scaling.tuneMaxNumSeqs.min/max"
             )
+
+    @property
+    def serving_min(self) -> int:
+        """Fewest replicas while serving: scaling to zero is the idle rule's alone."""
+        return max(1, self.min_replicas)
 
     @property
     def stale_after_s(self) -> float:
@@ -151,6 +160,7 @@ def policy_from_spec(
     return ScalingPolicy(
         min_replicas=spec.replicas.min,
         max_replicas=spec.replicas.max,
+        idle_delay_s=spec.replicas.idle_delay_seconds,
         target_batch_utilization=spec.target_batch_utilization,
         ttft_p95_slo_s=slo.ttft_p95_seconds if slo is not None else None,
         itl_p95_slo_s=slo.itl_p95_seconds if slo is not None else None,

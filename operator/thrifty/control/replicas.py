@@ -150,9 +150,9 @@ def _scale_down(
     signals: Signals, state: ScalingState, policy: ScalingPolicy, per_replica: float, now: float
 ) -> ReplicaPlan:
     current = state.replicas
-    if current <= policy.min_replicas:
+    if current <= policy.serving_min:
         return ReplicaPlan(current, "")
-    wanted = max(policy.min_replicas, math.ceil(signals.demand_high / per_replica - 1e-9))
+    wanted = max(policy.serving_min, math.ceil(signals.demand_high / per_replica - 1e-9))
     if wanted >= current:
         return ReplicaPlan(current, "")
     blockers = _scale_down_blockers(signals, state, policy, now)
@@ -172,7 +172,7 @@ def _scale_down_to(
 ) -> ReplicaPlan:
     """Fewer replicas, down to what the recent peak needs, once nothing blocks a scale-in."""
     current = state.replicas
-    wanted = max(policy.min_replicas, keep)
+    wanted = max(policy.serving_min, keep)
     # The peak held over the scale-in delay already waited out the surplus: no cooldown, no steps.
     blockers = [b for b in _scale_down_blockers(signals, state, policy, now) if b != "cooldown"]
     if wanted >= current or blockers:

@@ -33,6 +33,8 @@ class ScalingState:
     last_cap_change: float | None = None
     rollout_in_progress: bool = False
     """A rolling restart is under way: the engine flag must not move again until it ends."""
+    last_request: float | None = None
+    """When the model was last seen busy or asked to wake (status.lastRequestTime)."""
 
     @property
     def last_replica_change(self) -> float | None:

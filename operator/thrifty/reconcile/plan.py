@@ -17,7 +17,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from thrifty.api import GPU_PRODUCT_LABEL, ConditionType, InferenceModel, describe_validation_error
+from thrifty.api import (
+    GPU_PRODUCT_LABEL,
+    WAKE_ANNOTATION,
+    ConditionType,
+    InferenceModel,
+    describe_validation_error,
+)
 from thrifty.api.status import (
     MAX_DECISIONS,
     CapacityStatus,
@@ -25,7 +31,7 @@ from thrifty.api.status import (
     ScalingDecision,
     UtilizationStatus,
 )
-from thrifty.control import Decision, MetricsWindow
+from thrifty.control import Action, Decision, MetricsWindow
 from thrifty.reconcile.status import Problem, engine_max_num_seqs, model_status, timestamp
 from thrifty.render import desired_children, model_selector
 from thrifty.vllm_args import InvalidEngineArgs
@@ -87,18 +93,20 @@ def desired_scale(
     body: dict[str, Any],
     deployment: dict[str, Any] | None,
     record: LoopRecord | None,
-) -> DesiredStatus:
-    """Replicas and engine flag the Deployment should run.
+) -> tuple[DesiredStatus, datetime.datetime | None]:
+    """Replicas and engine flag the Deployment should run, and the wake request that brought the
+    model back from zero (None when there was none).
 
     With scaling on, the control loop owns both (the flag only with tuneMaxNumSeqs): its decision
     when one is handed in, else the one recorded in status.desired, else what the Deployment runs
     (a model from before status.desired existed), within the spec's bounds. Otherwise the spec's.
+    A model at zero that a router asked to wake (`wake_request`) runs one replica.
     """
     spec_replicas = model.spec.fixed_replicas
     spec_flag = model.spec.batching.max_num_seqs
     scaling = model.spec.scaling
     if scaling is None or not model.spec.scaling_enabled:
-        return DesiredStatus(replicas=spec_replicas, engine_max_num_seqs=spec_flag)
+        return DesiredStatus(replicas=spec_replicas, engine_max_num_seqs=spec_flag), None
     stored = _stored_desired(body)
     running_replicas = (deployment or {}).get("spec", {}).get("replicas")
     running_flag = engine_max_num_seqs(deployment)
@@ -110,9 +118,59 @@ def desired_scale(
         replicas = int(running_replicas) if running_replicas is not None else scaling.replicas.min
         flag = running_flag if running_flag is not None else spec_flag
     replicas = max(scaling.replicas.min, min(scaling.replicas.max, replicas))
+    woken = wake_request(body, record) if replicas == 0 else None
+    if woken is not None:
+        replicas = 1
     tune = scaling.tune_max_num_seqs
     flag = spec_flag if tune is None or not tune.enabled else max(tune.min, min(tune.max, flag))
-    return DesiredStatus(replicas=replicas, engine_max_num_seqs=flag)
+    return DesiredStatus(replicas=replicas, engine_max_num_seqs=flag), woken
+
+
+def _parse_time(value: Any) -> datetime.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
+
+
+def _zeroed_at(body: dict[str, Any], record: LoopRecord | None) -> datetime.datetime | None:
+    """When the model last went to zero: this step's decision, else the newest one in status."""
+    if record is not None and any(c.after == 0 for c in record.decision.changes):
+        return record.time
+    for entry in (body.get("status") or {}).get("decisions") or []:
+        if entry.get("action") == Action.SCALE_DOWN.value and entry.get("to") == 0:
+            return _parse_time(entry.get("time"))
+    return None
+
+
+def wake_request(body: dict[str, Any], record: LoopRecord | None) -> datetime.datetime | None:
+    """The time a router asked a model at zero to wake (its WAKE_ANNOTATION), when that is newer
+    than the model's last scale to zero; None otherwise."""
+    wanted = _parse_time(((body.get("metadata") or {}).get("annotations") or {}).get(WAKE_ANNOTATION))
+    if wanted is None:
+        return None
+    zeroed = _zeroed_at(body, record)
+    return wanted if zeroed is None or wanted > zeroed else None
+
+
+def _record_wake(status: dict[str, Any], wanted: datetime.datetime, now: datetime.datetime) -> dict[str, Any]:
+    """The wake in the decision history, and the idle clock restarted from the waiting request."""
+    status = dict(status)
+    entry = ScalingDecision.model_validate(
+        {
+            "time": now.astimezone(datetime.UTC).replace(microsecond=0),
+            "action": Action.SCALE_UP.value,
+            "from": 0,
+            "to": 1,
+            "reason": f"a request waits at the router for the model at zero ({WAKE_ANNOTATION} {timestamp(wanted)})",
+        }
+    ).model_dump(mode="json")
+    status["decisions"] = ([entry, *(status.get("decisions") or [])])[:MAX_DECISIONS]
+    status["lastRequestTime"] = timestamp(wanted)
+    return status
 
 
 def plan_model(body: dict[str, Any], observed: Observed, record: LoopRecord | None = None) -> ModelPlan:
@@ -122,10 +180,11 @@ def plan_model(body: dict[str, Any], observed: Observed, record: LoopRecord | No
     children: tuple[dict[str, Any], ...] = ()
     selector = ""
     desired: DesiredStatus | None = None
+    woken: datetime.datetime | None = None
     try:
         model = InferenceModel.model_validate(body)
         selector = ",".join(f"{k}={v}" for k, v in model_selector(model).items())
-        desired = desired_scale(model, body, observed.deployment, record)
+        desired, woken = desired_scale(model, body, observed.deployment, record)
         children = tuple(
             desired_children(model, replicas=desired.replicas, max_num_seqs=desired.engine_max_num_seqs)
         )
@@ -147,6 +206,8 @@ def plan_model(body: dict[str, Any], observed: Observed, record: LoopRecord | No
         status["desired"] = desired.model_dump(mode="json")
     if record is not None:
         status = record_decision(status, record)
+    if woken is not None and problem is None:
+        status = _record_wake(status, woken, observed.now)
     return ModelPlan(children=() if problem else children, status=status, problem=problem, model=model)
 
 
@@ -216,6 +277,10 @@ def record_decision(status: dict[str, Any], record: LoopRecord) -> dict[str, Any
     capacity = _capacity(decision)
     if capacity is not None:
         status["capacity"] = capacity.model_dump(mode="json")
+    if decision.last_request is not None:
+        status["lastRequestTime"] = timestamp(
+            datetime.datetime.fromtimestamp(decision.last_request, datetime.UTC)
+        )
     moment = now.astimezone(datetime.UTC).replace(microsecond=0)
     entries = [
         ScalingDecision.model_validate(

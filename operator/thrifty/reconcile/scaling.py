@@ -89,7 +89,18 @@ def scaling_state(body: dict[str, Any], deployment: dict[str, Any], ready_pods: 
         last_rollout=last.rollout,
         last_cap_change=last.cap_change,
         rollout_in_progress=_rollout_in_progress(deployment),
+        last_request=_epoch(status.get("lastRequestTime")),
     )
+
+
+def _epoch(stamp: Any) -> float | None:
+    """An RFC 3339 time from status as epoch seconds; None when unset or unreadable."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def compress_time(policy: ScalingPolicy, factor: float) -> ScalingPolicy:

@@ -103,7 +103,11 @@ def model_status(
             "the vLLM Deployment does not exist yet",
         )
     elif desired == 0:
-        is_ready, ready_reason, ready_message = False, "ScaledToZero", "replicas is 0"
+        is_ready, ready_reason, ready_message = (
+            False,
+            "ScaledToZero",
+            "replicas is 0: with spec.scaling.replicas.min 0, a request through an InferenceRouter wakes it",
+        )
     elif ready >= desired and rolled_out:
         is_ready, ready_reason, ready_message = True, "AllReplicasReady", f"{ready}/{desired} replicas ready"
     else:

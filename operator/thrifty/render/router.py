@@ -56,15 +56,19 @@ def router_endpoint(router: InferenceRouter) -> str:
 
 
 def model_backend(model: InferenceModel) -> ModelBackend:
-    """How the router reaches a model: its Service, served name and the live per-replica cap
-    (the control loop's effective cap when it publishes one, else the engine's batch limit)."""
+    """How the router reaches a model: its Service, served name, the live per-replica cap (the
+    control loop's effective cap when it publishes one, else the engine's batch limit), and the
+    model to wake when it may scale to zero."""
     status = model.status
     effective = status.max_num_seqs.effective if status and status.max_num_seqs else None
+    scaling = model.spec.scaling
+    to_zero = model.spec.scaling_enabled and scaling is not None and scaling.replicas.min == 0
     return ModelBackend(
         service=model.name,
         served_name=model.served_name,
         port=ENGINE_PORT,
         max_in_flight_per_replica=effective or model.spec.batching.max_num_seqs,
+        wake_model=model.name if to_zero else None,
     )
 
 

@@ -32,6 +32,7 @@ from thrifty.router.selection import SelectedBy, TierSelector
 from thrifty.router.tier_queue import QueueTimeoutError, TierQueue
 from thrifty.router.tier_state import Routed, TierState
 from thrifty.router.upstream import AttemptFailedError, Usage, attempt, error_response, forwarded_headers
+from thrifty.router.wake import WakeRequester
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,12 @@ class TierRuntime:
 class Router:
     """Configuration, tiers and the upstream connection pool of one router process."""
 
-    def __init__(self, config: RouterConfig, classifier: TierClassifier | None) -> None:
+    def __init__(
+        self, config: RouterConfig, classifier: TierClassifier | None, waker: WakeRequester | None = None
+    ) -> None:
         self.metrics = RouterMetrics(self._snapshots)
+        self.waker = waker
+        """Asks models scaled to zero to wake; None without API access (static endpoints)."""
         self.tiers: list[TierRuntime] = []
         self.session: aiohttp.ClientSession | None = None
         self.discovery_synced = False
@@ -90,6 +95,7 @@ class Router:
         self.selector: TierSelector
         self._attempt_timeout_s: float
         self._queue_timeout_s: float
+        self._cold_start_timeout_s: float
         self.apply_config(config, classifier)
 
     # ---- configuration and discovery ----
@@ -118,6 +124,7 @@ class Router:
         # Parsed once per configuration: the request path should not re-read duration strings.
         self._attempt_timeout_s = config.spec.escalation.attempt_timeout_seconds
         self._queue_timeout_s = config.spec.admission.queue_timeout_seconds
+        self._cold_start_timeout_s = config.spec.admission.cold_start_timeout_seconds
         self.selector = TierSelector(
             config.spec,
             served_names=[config.backend(position).served_name for position in range(len(tiers))],
@@ -278,21 +285,31 @@ class Router:
         """A replica for the request (waiting if all are at their cap); None means: no discovery
         yet, send to the Service. Raises `_NoReplicaError` when the tier cannot take it."""
         state = tier.state
-        if not state.replicas:
+        admission = self.config.spec.admission
+        timeout_s, timeout = self._queue_timeout_s, admission.queue_timeout
+        cold = not state.replicas
+        if cold:
             if not self.discovery_synced:
                 return None
-            raise _NoReplicaError(
-                EscalationTrigger.OVERLOAD,
-                error_response(
-                    503,
-                    f"tier {tier.name}: no ready replica of {tier.backend.service}",
-                    error_type="ServiceUnavailableError",
-                    headers={"Retry-After": "5"},
-                ),
-            )
-        admission = self.config.spec.admission
+            model = tier.backend.wake_model
+            if model is None or self.waker is None:
+                raise _NoReplicaError(
+                    EscalationTrigger.OVERLOAD,
+                    error_response(
+                        503,
+                        f"tier {tier.name}: no ready replica of {tier.backend.service}",
+                        error_type="ServiceUnavailableError",
+                        headers={"Retry-After": "5"},
+                    ),
+                )
+            # Scaled to zero: ask for a replica and hold the request through the cold start.
+            if self.waker.request(model):
+                self.metrics.wakes.labels(tier.name).inc()
+            timeout_s, timeout = self._cold_start_timeout_s, admission.cold_start_timeout
         identity = state.identify(prompt, headers)
-        decision = admit(has_room=state.has_room(), queued=len(tier.queue), queue_limit=admission.queue_limit)
+        decision = admit(
+            has_room=not cold and state.has_room(), queued=len(tier.queue), queue_limit=admission.queue_limit
+        )
         if decision == Admission.DISPATCH:
             routed = state.route_identified(identity)
             if routed is not None:
@@ -311,15 +328,16 @@ class Router:
         try:
             routed = await tier.queue.wait(
                 lambda: state.route_identified(identity),
-                self._queue_timeout_s,
+                timeout_s,
                 release=lambda placed: self._release(tier, placed),
             )
         except QueueTimeoutError:
             tier.metrics.queue_seconds.observe(time.monotonic() - waited)
-            retry = retry_after_seconds(self._queue_timeout_s)
+            retry = retry_after_seconds(timeout_s)
+            why = "no replica started" if cold else "no replica had room"
             response = error_response(
                 503,
-                f"tier {tier.name}: no replica had room within {admission.queue_timeout}",
+                f"tier {tier.name}: {why} within {timeout}",
                 error_type="ServiceUnavailableError",
                 headers={"Retry-After": str(retry)},
             )

@@ -152,7 +152,12 @@ async def serve(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as error:
         print(f"thrifty router: {error}", file=sys.stderr)
         return 2
-    router = Router(config, classifier)
+    waker = None
+    if not static:
+        from thrifty.router.wake import WakeRequester, kubernetes_patch
+
+        waker = WakeRequester(kubernetes_patch(config.namespace))
+    router = Router(config, classifier, waker)
     app = build_app(router)
     # Cancel a handler whose client went away: its replica is then told (the upstream
     # connection closes) instead of generating an answer nobody reads.

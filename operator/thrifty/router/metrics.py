@@ -17,7 +17,24 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
-_QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_QUEUE_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+)
 _FIRST_BYTE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -106,6 +123,12 @@ class RouterMetrics:
             "thrifty_router_escalations",
             "Requests retried (or, for LowConfidence, sent) one tier up",
             ("from_tier", "to_tier", "trigger"),
+            registry=registry,
+        )
+        self.wakes = Counter(
+            "thrifty_router_wakes",
+            "Requests to wake a tier's model from zero replicas (at most one per model per 10s)",
+            ("tier",),
             registry=registry,
         )
         self._queue_seconds = Histogram(
