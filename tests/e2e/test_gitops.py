@@ -204,7 +204,7 @@ def test_syncing_twice_around_control_loop_decisions_reverts_nothing_on_either_s
         model = live_model(testbed, namespace)
         assert model["metadata"]["generation"] == generation, "the operator edited the spec"
         assert model["spec"]["scaling"]["targetBatchUtilization"] == 0.7
-        assert model["spec"]["scaling"]["replicas"] == {"min": 1, "max": 3}
+        assert model["spec"]["scaling"]["replicas"] == {"min": 1, "max": 3, "idleDelay": "15m"}
         assert engine_state(apps, namespace)[0] <= 3, "replicas outside the bounds Git set"
         assert out_of_sync(testbed, edited) == ""
     finally:

@@ -262,7 +262,7 @@ def test_apiserver_fills_defaults_from_the_models(custom: Any, namespace: str) -
     assert spec["quantization"] == {"method": "none", "kvCacheDtype": "auto"}
     assert spec["resources"]["gpu"]["count"] == 1
     assert spec["scaling"]["enabled"] is True
-    assert spec["scaling"]["replicas"] == {"min": 1, "max": 2}
+    assert spec["scaling"]["replicas"] == {"min": 1, "max": 2, "idleDelay": "15m"}
     assert spec["scaling"]["cooldowns"] == {"scaleUp": "1m", "scaleDown": "5m", "maxNumSeqsRollout": "10m"}
     assert "engine" not in spec, "an empty engine block must not be written into every object"
 
