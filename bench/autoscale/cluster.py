@@ -14,9 +14,13 @@ fast-forward driver that advances every server at every arrival. This adapter dr
   scale-down (a retired replica finishes what it holds, then stops costing);
 - a rolling restart for a new engine `--max-num-seqs` (maxSurge 25%, maxUnavailable 0: surge
   pods load, then old ones drain);
-- the effective cap, applied as the engine's admission limit (`max_num_seqs` of the running
-  engine, whose KV cache stays sized for the flag it started with). Requests beyond the cap wait in
-  that engine's queue rather than the router's;
+- the effective cap, on one of two data paths. Behind Thrifty's router (`router_queue`), the
+  router never sends a replica more than the cap: requests beyond it wait in the router's queue,
+  first come first served, and go to the first replica that finishes a request or becomes ready,
+  as `thrifty.router.tier_queue` does. Behind a plain Service or gateway (the published
+  autoscalers), the cap is the engine's admission limit (`max_num_seqs` of the running engine,
+  whose KV cache stays sized for the flag it started with) and requests beyond it wait in the
+  queue of the engine they were sent to, even after other replicas have room;
 - scrapes of every replica's gauges, and TTFT and ITL histograms in 5-second buckets, which the
   policies read as they would read Prometheus.
 """
@@ -43,6 +47,9 @@ from thrifty.twin import (
 )
 
 BUCKET_S = 5.0
+ROUTER_STEP_S = 0.25
+"""While the router holds requests, the twins advance together in steps this long (a slot that
+frees inside a step goes to the oldest waiter at once; this only orders the twins)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,8 @@ class Scrape:
     time: float
     replicas: tuple[TwinGauges, ...]
     """Ready (serving) replicas only: starting ones have no metrics yet."""
+    router_queue: int = 0
+    """Requests the router held back (`thrifty_router_queue_length`): 0 without `router_queue`."""
 
 
 @dataclass
@@ -93,10 +102,13 @@ class SimCluster:
         keep_scrapes_s: float = 2000.0,
         keep_sizes_s: float = 300.0,
         step_time_scale: float = 1.0,
+        router_queue: bool = False,
     ) -> None:
         """`step_time_scale`: the twins' steps take this many times the calibrated time (an engine
-        the calibration has wrong; the policies still see `config` as calibrated)."""
+        the calibration has wrong; the policies still see `config` as calibrated). `router_queue`:
+        requests beyond the cap wait in the router, not in an engine (see the module doc)."""
         self._base = config
+        self.router_queue = router_queue
         self.step_time_scale = step_time_scale
         self.engine_flag = config.max_num_seqs
         self.cap = config.max_num_seqs
@@ -137,8 +149,14 @@ class SimCluster:
             self._configs[flag] = config
         return config
 
+    def limit(self, twin: SimTwin) -> int:
+        """Requests `twin` may hold: the cap, within the flag the engine started with."""
+        return min(self.cap, twin.config.max_num_seqs)
+
     def _apply_cap(self, twin: SimTwin) -> None:
-        limit = min(self.cap, twin.config.max_num_seqs)
+        if self.router_queue:
+            return  # the router enforces the cap; the engine keeps its flag
+        limit = self.limit(twin)
         if twin.engine.config.max_num_seqs != limit:
             twin.engine.config = dataclasses.replace(twin.config, max_num_seqs=limit)
 
@@ -175,21 +193,40 @@ class SimCluster:
         if not ready:
             return
         while self._held:
-            request = self._held.popleft()
-            twin = self._pick(ready, now)
-            try:
-                twin.engine.add_request(
-                    EngineRequest(
-                        request.request_id, request.prompt_tokens, request.output_tokens, request.block_hashes
-                    ),
-                    now,
-                )
-            except RequestRejectedError:
-                self.tally.rejected += 1
-                self._arrivals.pop(request.request_id, None)
-                continue
-            if twin.clock < now:
-                twin.clock = now
+            twin = self._pick(ready, now) if not self.router_queue else self._pick_with_room(ready, now)
+            if twin is None:
+                return  # every replica at its cap: the rest wait in the router
+            self._send(twin, self._held.popleft(), now)
+
+    def _send(self, twin: SimTwin, request: TraceRequest, now: float) -> None:
+        try:
+            twin.engine.add_request(
+                EngineRequest(
+                    request.request_id, request.prompt_tokens, request.output_tokens, request.block_hashes
+                ),
+                now,
+            )
+        except RequestRejectedError:
+            self.tally.rejected += 1
+            self._arrivals.pop(request.request_id, None)
+            return
+        if twin.clock < now:
+            twin.clock = now
+
+    @staticmethod
+    def _load(twin: SimTwin) -> int:
+        return twin.engine.num_running + twin.engine.num_waiting
+
+    def _pick_with_room(self, ready: list[SimTwin], now: float) -> SimTwin | None:
+        """The router's choice: the less loaded of two drawn at random if it has room under the cap,
+        else the least loaded replica with room (all advanced to now), else None."""
+        choice = self._pick(ready, now)
+        if self._load(choice) < self.limit(choice):
+            return choice
+        for twin in ready:
+            twin.advance_to(now)
+        roomy = [twin for twin in ready if self._load(twin) < self.limit(twin)]
+        return min(roomy, key=lambda twin: (self._load(twin), twin.twin_id)) if roomy else None
 
     def _pick(self, ready: list[SimTwin], now: float) -> SimTwin:
         """The less loaded of two ready replicas drawn at random (both advanced to now first)."""
@@ -200,9 +237,7 @@ class SimCluster:
         first, second = self._rng.sample(ready, 2)
         first.advance_to(now)
         second.advance_to(now)
-        load_first = first.engine.num_running + first.engine.num_waiting
-        load_second = second.engine.num_running + second.engine.num_waiting
-        return first if load_first <= load_second else second
+        return first if self._load(first) <= self._load(second) else second
 
     def _absorb(self, twin: SimTwin, outcome: StepOutcome) -> None:
         end = outcome.end_s
@@ -215,6 +250,10 @@ class SimCluster:
         for gap, weight in outcome.repeated_gaps:
             itl.add(end, gap, weight)
         if outcome.finished:
+            if self._held and self.router_queue and twin.is_ready(end):
+                # The router hands the freed slots to the oldest waiters at once.
+                while self._held and self._load(twin) < self.limit(twin):
+                    self._send(twin, self._held.popleft(), end)
             self.finished[twin.twin_id] += len(outcome.finished)
             tally = self.tally
             sizes = self.finished_sizes
@@ -230,14 +269,21 @@ class SimCluster:
                     tally.within_slo += 1
 
     def advance_to(self, time_s: float) -> None:
-        """Every twin to `time_s` (held requests go out as soon as a replica is ready)."""
+        """Every twin to `time_s` (held requests go out as soon as a replica is ready or, behind
+        the router, has room)."""
         while self._held:
             upcoming = [twin.ready_s for twin in self.active if self.now < twin.ready_s <= time_s]
+            if self.router_queue and any(twin.is_ready(self.now) for twin in self.active):
+                # Slots free as requests finish: twins advance together in short steps, so the
+                # waiters go out in about the order the slots free up.
+                upcoming.append(min(time_s, self.now + ROUTER_STEP_S))
             if not upcoming:
                 break
             moment = min(upcoming)
             self._sync(moment)
             self._dispatch_held()
+            if moment >= time_s:
+                break
         self._sync(time_s)
 
     def _sync(self, time_s: float) -> None:
@@ -250,6 +296,8 @@ class SimCluster:
         """Run every twin until idle; the time the last one went idle."""
         if self._held:
             self.advance_to(max((twin.ready_s for twin in self.active), default=self.now))
+        while self._held and self.router_queue and self.active:
+            self.advance_to(self.now + ROUTER_STEP_S)
         for twin in self.twins:
             twin.advance_to(math.inf)
         return max([self.now, *(twin.clock for twin in self.twins)])
@@ -269,6 +317,8 @@ class SimCluster:
         self.cap = max(1, cap)
         for twin in self.active:
             self._apply_cap(twin)
+        if self.router_queue:
+            self._dispatch_held()
 
     def set_engine_flag(self, flag: int, now: float) -> None:
         if flag != self.engine_flag:
@@ -340,13 +390,13 @@ class SimCluster:
                 twin.engine.kv_usage,
                 twin.engine.preemptions_total,
                 self.finished[twin.twin_id],
-                twin.engine.config.max_num_seqs,
+                self.limit(twin),
                 twin.engine.prefix_hits_total,
                 twin.engine.prefix_queries_total,
             )
             for twin in self.ready(now)
         )
-        scrape = Scrape(now, gauges)
+        scrape = Scrape(now, gauges, len(self._held) if self.router_queue else 0)
         self.scrapes.append(scrape)
         return scrape
 

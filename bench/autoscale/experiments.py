@@ -133,6 +133,12 @@ def _run(autoscaler: Autoscaler, variant: str, setting: str, *, stop_when_infeas
         initial = autoscaler.replicas
     elif isinstance(autoscaler, Clairvoyant):
         initial = autoscaler.wanted(0.0)
+    # Thrifty's data path is its router, which holds what every replica's cap refuses; the bound
+    # gets the same path, so that it stays a bound. The published autoscalers sit behind a plain
+    # Service or gateway that sends every request straight to an engine.
+    behind_router = isinstance(autoscaler, Clairvoyant) or (
+        isinstance(autoscaler, ThriftyPolicy) and autoscaler.policy.cap_enforced_by_router
+    )
     return run_policy(
         context.requests,
         context.config,
@@ -146,6 +152,7 @@ def _run(autoscaler: Autoscaler, variant: str, setting: str, *, stop_when_infeas
         stop_when_infeasible=stop_when_infeasible,
         progress=print_progress,
         step_time_scale=context.step_time_scale,
+        router_queue=behind_router,
     )
 
 

@@ -78,7 +78,7 @@ def _ready_utilization(cluster: SimCluster, now: float) -> tuple[float, float]:
     ready = cluster.ready(now)
     if not ready:
         return 0.0, 0.0
-    util = sum(t.engine.num_running / max(1, t.engine.config.max_num_seqs) for t in ready) / len(ready)
+    util = sum(t.engine.num_running / max(1, cluster.limit(t)) for t in ready) / len(ready)
     kv = sum(t.engine.kv_usage for t in ready) / len(ready)
     return util, kv
 
@@ -97,8 +97,10 @@ def run_policy(
     stop_when_infeasible: bool = False,
     progress: Callable[[str], None] | None = None,
     step_time_scale: float = 1.0,
+    router_queue: bool = False,
 ) -> RunResult:
-    """Replay `requests` with `autoscaler` in charge, starting from `initial_replicas` loaded ones."""
+    """Replay `requests` with `autoscaler` in charge, starting from `initial_replicas` loaded ones;
+    `router_queue`: behind Thrifty's router (cluster.py)."""
     began = time.monotonic()
     cluster = SimCluster(
         config,
@@ -106,6 +108,7 @@ def run_policy(
         ttft_slo_s=slo.ttft_p95_s,
         itl_slo_s=slo.itl_p95_s,
         step_time_scale=step_time_scale,
+        router_queue=router_queue,
     )
     cluster.start(initial_replicas)
     label = f"{autoscaler.name}/{variant} {setting}".strip()

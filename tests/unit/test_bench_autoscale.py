@@ -13,7 +13,7 @@ import pytest
 # bench/ is not an installed package; the benchmark runs as `python -m bench.autoscale` from the root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.autoscale.cluster import Scrape, TwinGauges
+from bench.autoscale.cluster import Scrape, SimCluster, TwinGauges
 from bench.autoscale.histograms import BucketedHistogram
 from bench.autoscale.policies.aibrix_kpa import AibrixKpa
 from bench.autoscale.policies.base import Bounds
@@ -202,6 +202,39 @@ def test_a_short_replay_measures_gpu_hours_windows_and_attainment() -> None:
     assert result.gpu_hours == pytest.approx(2 * 120 / 3600, rel=0.05)
     assert result.series
     assert result.series[-1].replicas == 2
+
+
+def _burst_on_one_replica(*, router_queue: bool) -> SimCluster:
+    """400 requests in one second on one ready replica capped at 8, and a second replica asked
+    for at once (ready after its load time), replayed to the end."""
+    cluster = SimCluster(CONFIG, startup_s=30.0, ttft_slo_s=2.0, itl_slo_s=0.05, router_queue=router_queue)
+    cluster.start(1)
+    cluster.set_cap(8)
+    cluster.scale_to(2, 0.0)
+    for request in _trace(400, 0.0025, prompt=300, output=200):
+        cluster.submit(request)
+        held = max((cluster._load(twin) for twin in cluster.ready(request.arrival_s)), default=0)
+        if router_queue:
+            assert held <= 8, "the router sent a replica more than its cap"
+    cluster.advance_to(1.0)
+    if router_queue:
+        assert cluster.scrape(1.0).router_queue > 350, "the excess waits in the router, and it says so"
+    else:
+        assert cluster.scrape(1.0).router_queue == 0
+    cluster.finish()
+    assert cluster.tally.finished == 400
+    return cluster
+
+
+def test_behind_the_router_a_backlog_drains_to_a_replica_that_starts_later() -> None:
+    engine_queue = _burst_on_one_replica(router_queue=False)
+    router = _burst_on_one_replica(router_queue=True)
+
+    # Sent straight to the engine, the whole burst stays on the first replica; held by the router,
+    # the second replica takes its share once it is ready, and the burst's tail waits less.
+    assert engine_queue.finished == [400, 0]
+    assert router.finished[1] > 80
+    assert router.ttft.overall_percentile(95) < 0.8 * (engine_queue.ttft.overall_percentile(95) or 0.0)
 
 
 def test_thrifty_reads_a_prometheus_like_window_from_the_replay() -> None:

@@ -116,6 +116,24 @@ def test_the_forecast_only_raises_the_floor() -> None:
     assert up.forecast_rate <= PLANNED.forecast_max_growth * up.demand_rate
 
 
+def test_scale_in_stops_at_what_a_rising_forecast_needs() -> None:
+    # Eight replicas for demand that climbs toward four replicas' worth: the peak so far needs
+    # fewer than the forecast, and a scale-in to the peak would be taken back at the next step.
+    pods = 8
+    rising = traffic_window(pods=pods, arrivals_per_s=1.5 * CAPACITY)
+    for minutes_ago in range(5, 0, -1):
+        rising = _set_rate(rising, NOW - minutes_ago * 60, (1.5 + 0.5 * (6 - minutes_ago)) * CAPACITY, pods)
+    plan = plan_capacity(read_signals(rising, PLANNED, NOW), PLANNED, MIX, NOW)
+
+    decision = decide(rising, state(replicas=pods), PLANNED, NOW)
+
+    assert plan is not None
+    assert plan.forecast_rate > plan.peak_rate
+    assert plan.keep >= plan.replicas
+    assert plan.replicas < pods
+    assert decision.replicas >= plan.replicas
+
+
 def test_the_cap_follows_the_occupancy_at_capacity() -> None:
     decision = decide(
         traffic_window(pods=4, arrivals_per_s=2 * CAPACITY), state(replicas=4, cap=8), PLANNED, NOW

@@ -2,8 +2,8 @@
 
 For each minute of the trace, the fewest replicas that serve that minute's requests within both
 p95 SLOs, found by simulation: the minute's requests (with the half minute before them as a
-warm-up, so the replicas do not start empty) replayed on N loaded replicas with the benchmark's
-dispatch, N searched from the capacity model's guess. The schedule then asks, at every moment, for
+warm-up, so the replicas do not start empty) replayed on N loaded replicas behind Thrifty's
+router (the data path the bound is set against), N searched from the capacity model's guess. The schedule then asks, at every moment, for
 the most replicas any minute of the coming start-up horizon needs, so each replica is ready when
 its minute begins, and lets one go as soon as no minute ahead needs it.
 
@@ -41,6 +41,7 @@ def _meets(
         ttft_slo_s=slo.ttft_p95_s,
         itl_slo_s=slo.itl_p95_s,
         step_time_scale=step_time_scale,
+        router_queue=True,
     )
     cluster.start(replicas)
     for request in requests:

@@ -2,7 +2,8 @@
 
 The window is what Prometheus would return for the last five minutes at a 15-second step: each
 ready replica's gauges, its preemptions since the previous step, its finished requests per second
-over the last minute, and the model-wide TTFT and ITL p95 over the last minute. The state carries
+over the last minute, the model-wide TTFT and ITL p95 over the last minute, and the requests the
+router holds back. The state carries
 the times of past actions, as the live loop reads them back from status.decisions. The policy runs
 with its defaults and the model's spec.scaling: nothing is tuned to the trace.
 """
@@ -88,6 +89,7 @@ class ThriftyPolicy:
             end=now,
             samples=tuple(samples),
             latency=tuple(latency),
+            router_waiting=tuple((s.time, float(s.router_queue)) for s in on_step if s.time > start),
             mix=_mix(cluster, now, on_step),
         )
 

@@ -11,7 +11,8 @@ server configuration is known.
   forecast over the start-up horizon follows the recent trend, may only raise the present
   figure, and never more than `forecast_max_growth` times it.
 - Scale-in: never below what the peak demand of the last `scale_down_cooldown_s` (the spec's
-  scale-in delay) needs, so a replica goes only when the surplus has outlasted that delay.
+  scale-in delay) needs, so a replica goes only when the surplus has outlasted that delay, nor
+  below what the forecast needs (a scale-in the next step would take back).
 
 Pure and deterministic; capacities are memoised because the same mix recurs every period.
 """
@@ -50,7 +51,8 @@ class CapacityPlan:
     replicas: int
     """Replicas the demand forecast needs (before bounds, step limits and cooldowns)."""
     keep: int
-    """Replicas the peak demand of the scale-in delay needs: scale-in goes no lower."""
+    """Replicas the peak demand of the scale-in delay, or the forecast where it is higher, needs:
+    scale-in goes no lower."""
     per_replica_rate: float
     """Requests per second planned per replica: capacity x target share."""
     capacity: ReplicaCapacity
@@ -190,7 +192,8 @@ def plan_capacity(
     held = policy.scale_down_cooldown_s
     peak = max((p.arrivals_per_s for p in signals.traffic if p.time > now - held), default=demand)
     replicas = math.ceil(forecast / per_replica - 1e-9) if forecast > 0 else 0
-    keep = math.ceil(peak / per_replica - 1e-9) if peak > 0 else 0
+    # A rising forecast can lie above the peak seen so far: scale-in never goes below either.
+    keep = math.ceil(max(peak, forecast) / per_replica - 1e-9) if max(peak, forecast) > 0 else 0
     corrected = (
         f"step time x{scale:.2f} of the calibration over {evidence} minutes"
         if evidence >= _SCALE_EVIDENCE
