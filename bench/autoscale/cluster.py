@@ -196,6 +196,8 @@ class SimCluster:
             twin = self._pick(ready, now) if not self.router_queue else self._pick_with_room(ready, now)
             if twin is None:
                 return  # every replica at its cap: the rest wait in the router
+            if not self._held:
+                return  # advancing the replicas to now handed the freed slots to every waiter
             self._send(twin, self._held.popleft(), now)
 
     def _send(self, twin: SimTwin, request: TraceRequest, now: float) -> None:
