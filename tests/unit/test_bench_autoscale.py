@@ -3,6 +3,7 @@ one short replay end to end, the roofline and the choice of the best baseline.""
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,23 @@ def test_multiply_rate_keeps_the_hour_its_order_and_the_request_sizes() -> None:
         (r.prompt_tokens, r.output_tokens) for r in trace
     }
     assert len({r.request_id for r in scaled}) == len(scaled)
+
+
+def test_multiply_rate_keeps_each_minute_and_spreads_the_copies_of_a_request_over_it() -> None:
+    trace = [TraceRequest(i * 2.0, 100 + i, 10 + i, request_id=f"r{i}") for i in range(300)]
+
+    scaled = multiply_rate(trace, 4.0, seed=3)
+
+    per_minute = [sum(1 for r in scaled if m * 60 <= r.arrival_s < (m + 1) * 60) for m in range(10)]
+    assert per_minute == [120] * 10, "each minute holds four times its own requests"
+    spans = []
+    for index in range(len(trace)):
+        times = [r.arrival_s for r in scaled if r.request_id.startswith(f"r{index}-")]
+        assert len(times) == 4
+        assert all(math.floor(t / 60) == math.floor(trace[index].arrival_s / 60) for t in times)
+        spans.append(max(times) - min(times))
+    # Copies placed within the 2 s gap to the next request would span under 2 s.
+    assert sorted(spans)[len(spans) // 2] > 15.0
 
 
 def test_peak_rate_is_the_busiest_five_minutes() -> None:
