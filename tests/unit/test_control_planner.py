@@ -11,7 +11,7 @@ from test_control_windows import NOW, POLICY, STEP, state, window
 from thrifty.capacity import LatencySlo, ReplicaModel, RequestMix
 from thrifty.control import Action, LatencySample, MetricsWindow, decide, read_signals
 from thrifty.control.planner import plan_capacity, step_time_scale
-from thrifty.control.signals import TrafficPoint
+from thrifty.control.signals import TrafficPoint, slope, sure_slope
 from thrifty.twin import engine_config_from_vllm_args
 
 CONFIG = engine_config_from_vllm_args(
@@ -193,3 +193,17 @@ def test_minutes_whose_replicas_changed_are_no_evidence() -> None:
     _, all_minutes = step_time_scale(_points(1.0, [4] * 40), CONFIG, MIX, since=NOW - 600)
     _, kept = step_time_scale(_points(1.0, replicas), CONFIG, MIX, since=NOW - 600)
     assert kept < all_minutes
+
+
+def test_a_trend_counts_only_beyond_its_own_noise() -> None:
+    noise = [0.0, 1.2, -0.8, 0.5, -1.1, 0.9, -0.3, 0.7, -0.6, 1.0, -0.9, 0.2]
+    flat = [(15.0 * i, 20.0 + e) for i, e in enumerate(noise)]
+    ramp = [(15.0 * i, 20.0 + 0.1 * 15.0 * i + e) for i, e in enumerate(noise)]
+    clean = [(15.0 * i, 20.0 + 0.1 * 15.0 * i) for i in range(12)]
+    after_a_start = [(60.0, 17.0), (75.0, 19.5), (90.0, 18.7)]
+
+    assert slope(flat) != 0.0
+    assert sure_slope(flat) == 0.0, "noise around a level is no ramp"
+    assert 0.0 < sure_slope(ramp) < slope(ramp)
+    assert sure_slope(clean) == pytest.approx(0.1)
+    assert sure_slope(after_a_start) == 0.0, "three points are too few to tell a ramp from noise"

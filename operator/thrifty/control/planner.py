@@ -9,7 +9,9 @@ server configuration is known.
   (`step_time_scale`; 1.3 when the real engine runs 30% slower than the calibration).
 - Demand: requests arriving per second (finished plus the growth of those in flight). The
   forecast over the start-up horizon follows the recent trend, may only raise the present
-  figure, and never more than `forecast_max_growth` times it.
+  figure, and never more than `forecast_max_growth` times it. The trend counts only beyond its
+  own noise (the slope less two standard errors), so a few noisy points, as after a start, do
+  not read as a ramp.
 - Scale-in: never below what the peak demand of the last `scale_down_cooldown_s` (the spec's
   scale-in delay) needs, so a replica goes only when the surplus has outlasted that delay, nor
   below what the forecast needs (a scale-in the next step would take back).
@@ -26,7 +28,7 @@ from functools import lru_cache
 
 from thrifty.capacity import LatencySlo, ReplicaCapacity, ReplicaModel, RequestMix
 from thrifty.control.policy import ScalingPolicy
-from thrifty.control.signals import Signals, TrafficPoint, slope
+from thrifty.control.signals import Signals, TrafficPoint, sure_slope
 from thrifty.twin.config import EngineConfig
 
 SCALE_BOUNDS = (0.25, 4.0)
@@ -187,7 +189,7 @@ def plan_capacity(
     recent = [point for point in signals.traffic if point.time > now - policy.recent_s]
     demand = recent[-1].arrivals_per_s if recent else signals.traffic[-1].arrivals_per_s
     trend_points = [(p.time, p.arrivals_per_s) for p in signals.traffic if p.time > now - policy.window_s]
-    growth = max(0.0, slope(trend_points)) * (policy.startup_s + policy.recent_s / 2)
+    growth = sure_slope(trend_points) * (policy.startup_s + policy.recent_s / 2)
     forecast = demand + min(growth, demand * (policy.forecast_max_growth - 1))
     held = policy.scale_down_cooldown_s
     peak = max((p.arrivals_per_s for p in signals.traffic if p.time > now - held), default=demand)

@@ -110,6 +110,24 @@ def slope(points: Sequence[tuple[float, float]]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
 
 
+def sure_slope(points: Sequence[tuple[float, float]], z: float = 2.0) -> float:
+    """The least-squares slope less `z` standard errors (about the 95% lower bound for z = 2),
+    and never below 0: the rise the points show beyond their own noise. 0 with fewer than four
+    points (two degrees of freedom for the error at least)."""
+    n = len(points)
+    if n < 4:
+        return 0.0
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    if spread == 0:
+        return 0.0
+    fitted = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+    residual = sum((y - mean_y - fitted * (x - mean_x)) ** 2 for x, y in points)
+    error = math.sqrt(residual / (n - 2) / spread)
+    return max(0.0, fitted - z * error)
+
+
 def quantile(values: Sequence[float], q: float) -> float:
     """The q-quantile (0..1) of `values`, linear between closest ranks; 0 when empty."""
     ordered = sorted(values)
