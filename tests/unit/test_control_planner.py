@@ -207,3 +207,19 @@ def test_a_trend_counts_only_beyond_its_own_noise() -> None:
     assert 0.0 < sure_slope(ramp) < slope(ramp)
     assert sure_slope(clean) == pytest.approx(0.1)
     assert sure_slope(after_a_start) == 0.0, "three points are too few to tell a ramp from noise"
+
+
+def test_a_step_in_the_traffic_counts_at_the_first_scrape_after_it() -> None:
+    base = 2 * CAPACITY
+    steady = traffic_window(pods=4, arrivals_per_s=base)
+    # 300 more requests in flight (held at the router) than a scrape ago: 20/s more arrived over
+    # the last 15 s, 5/s more averaged over the minute.
+    stepped = replace(steady, router_waiting=((NOW, 300.0),))
+
+    before = plan_capacity(read_signals(steady, PLANNED, NOW), PLANNED, MIX, NOW)
+    after = plan_capacity(read_signals(stepped, PLANNED, NOW), PLANNED, MIX, NOW)
+
+    assert before is not None
+    assert after is not None
+    assert after.demand_rate == pytest.approx(before.demand_rate + 300 / STEP, rel=0.02)
+    assert after.replicas > before.replicas

@@ -7,7 +7,8 @@ server configuration is known.
   sustains within the SLO), on an engine whose step time is corrected online: the mean
   inter-token gap observed against the one the model predicts at the same load per replica
   (`step_time_scale`; 1.3 when the real engine runs 30% slower than the calibration).
-- Demand: requests arriving per second (finished plus the growth of those in flight). The
+- Demand: requests arriving per second (finished plus the growth of those in flight, over the
+  last minute or, where higher, over the last scrape interval: a step shows at once). The
   forecast over the start-up horizon follows the recent trend, may only raise the present
   figure, and never more than `forecast_max_growth` times it. The trend counts only beyond its
   own noise (the slope less two standard errors), so a few noisy points, as after a start, do
@@ -187,7 +188,9 @@ def plan_capacity(
         return None
 
     recent = [point for point in signals.traffic if point.time > now - policy.recent_s]
-    demand = recent[-1].arrivals_per_s if recent else signals.traffic[-1].arrivals_per_s
+    newest = recent[-1] if recent else signals.traffic[-1]
+    # A step up shows first in the last scrape interval: the higher of the two figures.
+    demand = max(newest.arrivals_per_s, newest.arrivals_last_step_per_s or 0.0)
     trend_points = [(p.time, p.arrivals_per_s) for p in signals.traffic if p.time > now - policy.window_s]
     growth = sure_slope(trend_points) * (policy.startup_s + policy.recent_s / 2)
     forecast = demand + min(growth, demand * (policy.forecast_max_growth - 1))

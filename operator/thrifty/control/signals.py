@@ -42,6 +42,11 @@ class TrafficPoint:
     """Replicas reporting at that scrape."""
     mean_itl_s: float | None
     """Mean inter-token gap of that minute, model-wide; None when unknown."""
+    arrivals_last_step_per_s: float | None = None
+    """The same figure with the growth of those in flight over the last scrape interval only:
+    a step in the traffic shows at the first scrape after it, where the minute's figure takes the
+    minute to catch up (noisier: the in-flight count varies from scrape to scrape). None when
+    the scrape before is missing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,8 +264,14 @@ def read_signals(window: MetricsWindow, policy: ScalingPolicy, now: float) -> Si
         finished_total = entry.finished * entry.pods / entry.finished_pods
         earlier = demand.get(key - span)
         growth = (demand[key] - earlier) / (span * interval) if earlier is not None else 0.0
+        previous = demand.get(key - 1)
+        last_step = (
+            max(0.0, finished_total + (demand[key] - previous) / interval) if previous is not None else None
+        )
         traffic.append(
-            TrafficPoint(times[key], max(0.0, finished_total + growth), entry.pods, mean_itl.get(key))
+            TrafficPoint(
+                times[key], max(0.0, finished_total + growth), entry.pods, mean_itl.get(key), last_step
+            )
         )
     return Signals(
         reporting_pods=reporting,
