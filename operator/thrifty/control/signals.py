@@ -127,7 +127,7 @@ def sure_slope(points: Sequence[tuple[float, float]], z: float = 2.0) -> float:
     spread = sum((x - mean_x) ** 2 for x, _ in points)
     if spread == 0:
         return 0.0
-    fitted = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+    fitted = slope(points)
     residual = sum((y - mean_y - fitted * (x - mean_x)) ** 2 for x, y in points)
     error = math.sqrt(residual / (n - 2) / spread)
     return max(0.0, fitted - z * error)
