@@ -85,6 +85,18 @@ class OperatorProcess:
         return self.log.read_text(errors="replace")
 
 
+def fast_loop_env(testbed: Testbed, *, period_s: float, time_scale: float) -> dict[str, str]:
+    """The operator's environment for a control loop on the testbed's Prometheus that steps and
+    scrapes every `period_s` and runs its policy durations `time_scale` times production's (so a
+    scenario of cooldowns and idle delays fits in minutes)."""
+    return {
+        "THRIFTY_PROMETHEUS_URL": testbed.network.prometheus_url,
+        "THRIFTY_CONTROL_SECONDS": f"{period_s:g}",
+        "THRIFTY_SCRAPE_INTERVAL_SECONDS": f"{period_s:g}",
+        "THRIFTY_CONTROL_TIME_SCALE": f"{time_scale:g}",
+    }
+
+
 def start_operator(
     testbed: Testbed,
     log: Path,

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from conftest import OperatorProcess, start_operator, stop_operator
+from conftest import OperatorProcess, fast_loop_env, start_operator, stop_operator
 from engine_load import EngineLoad
 from support import eventually, kubectl, scratch_namespace
 from thrifty.testbed.cluster import Testbed
@@ -62,12 +62,7 @@ def deployment_replicas(apps: Any, namespace: str) -> int:
 def test_loop_scales_out_under_load_holds_across_restart_and_without_metrics_and_scales_in(
     testbed: Testbed, thrifty_crds: None, api_client: Any, apps: Any, namespace: str, tmp_path: Path
 ) -> None:
-    env = {
-        "THRIFTY_PROMETHEUS_URL": testbed.network.prometheus_url,
-        "THRIFTY_CONTROL_SECONDS": "2",
-        "THRIFTY_SCRAPE_INTERVAL_SECONDS": "2",
-        "THRIFTY_CONTROL_TIME_SCALE": "0.1",
-    }
+    env = fast_loop_env(testbed, period_s=2, time_scale=0.1)
 
     def operator(log: str) -> OperatorProcess:
         return start_operator(testbed, tmp_path / log, namespaces=namespace, port=18082, extra_env=env)

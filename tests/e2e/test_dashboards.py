@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import OperatorProcess, start_operator, stop_operator
+from conftest import OperatorProcess, fast_loop_env, start_operator, stop_operator
 from support import chart_tool, condition, eventually, kubectl, scratch_namespace
 from thrifty.testbed.cluster import Testbed
 from thrifty.testbed.prometheus import OPERATOR_METRICS_PORT
@@ -69,12 +69,7 @@ def start_operator_with_metrics(testbed: Testbed, log: Path, namespace: str) -> 
     """`thrifty operator` for `namespace`, with the control loop and its metrics where the
     testbed's Prometheus scrapes them. Policy durations run 20x faster, so the window the price
     per token is reckoned over spans 90 s instead of 30 min."""
-    env = {
-        "THRIFTY_PROMETHEUS_URL": testbed.network.prometheus_url,
-        "THRIFTY_CONTROL_SECONDS": "2",
-        "THRIFTY_SCRAPE_INTERVAL_SECONDS": "2",
-        "THRIFTY_CONTROL_TIME_SCALE": "0.05",
-    }
+    env = fast_loop_env(testbed, period_s=2, time_scale=0.05)
     return start_operator(
         testbed,
         log,

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from conftest import start_operator, stop_operator
+from conftest import fast_loop_env, start_operator, stop_operator
 from engine_load import EngineLoad
 from support import eventually, kubectl, scratch_namespace
 from thrifty.k8s.objects import FIELD_MANAGER
@@ -124,12 +124,7 @@ def spec_owners(model: dict[str, Any]) -> dict[str, list[str | None]]:
 def test_syncing_twice_around_control_loop_decisions_reverts_nothing_on_either_side(
     testbed: Testbed, thrifty_crds: None, api_client: Any, apps: Any, namespace: str, tmp_path: Path
 ) -> None:
-    env = {
-        "THRIFTY_PROMETHEUS_URL": testbed.network.prometheus_url,
-        "THRIFTY_CONTROL_SECONDS": "2",
-        "THRIFTY_SCRAPE_INTERVAL_SECONDS": "2",
-        "THRIFTY_CONTROL_TIME_SCALE": "0.1",
-    }
+    env = fast_loop_env(testbed, period_s=2, time_scale=0.1)
     operator = start_operator(
         testbed, tmp_path / "operator.log", namespaces="gitops-*", port=LIVENESS_PORT, extra_env=env
     )

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from conftest import start_operator, stop_operator
+from conftest import fast_loop_env, start_operator, stop_operator
 from engine_load import EngineLoad
 from support import eventually, kubectl, scratch_namespace
 from thrifty.testbed.cluster import Testbed
@@ -71,12 +71,7 @@ def test_the_loop_finds_engines_slower_than_the_calibration(
     testbed: Testbed, thrifty_crds: None, api_client: Any, namespaces: tuple[str, str], tmp_path: Path
 ) -> None:
     nominal, slow = namespaces
-    env = {
-        "THRIFTY_PROMETHEUS_URL": testbed.network.prometheus_url,
-        "THRIFTY_CONTROL_SECONDS": "5",
-        "THRIFTY_SCRAPE_INTERVAL_SECONDS": "5",
-        "THRIFTY_CONTROL_TIME_SCALE": "0.2",
-    }
+    env = fast_loop_env(testbed, period_s=5, time_scale=0.2)
     running = start_operator(
         testbed, tmp_path / "operator.log", namespaces="calib-*", port=18083, extra_env=env
     )

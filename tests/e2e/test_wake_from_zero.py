@@ -24,7 +24,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from conftest import start_operator, stop_operator
+from conftest import fast_loop_env, start_operator, stop_operator
 from router_client import chat, metric, user
 from support import condition, delete_namespace, eventually, kubectl
 from thrifty.testbed.cluster import Testbed
@@ -109,12 +109,7 @@ def test_an_idle_model_goes_to_zero_and_a_request_through_the_router_wakes_it(
 ) -> None:
     apps = client.AppsV1Api(api_client)
     kubectl(testbed, "apply", "--server-side", "-f", str(ROUTER_CLUSTER_ROLE))
-    env = {
-        "THRIFTY_PROMETHEUS_URL": testbed.network.prometheus_url,
-        "THRIFTY_CONTROL_SECONDS": "5",
-        "THRIFTY_SCRAPE_INTERVAL_SECONDS": "5",
-        "THRIFTY_CONTROL_TIME_SCALE": "0.2",
-    }
+    env = fast_loop_env(testbed, period_s=5, time_scale=0.2)
     running = start_operator(
         testbed, tmp_path / "operator.log", namespaces="wake-*", port=18084, extra_env=env
     )
