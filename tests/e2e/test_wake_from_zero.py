@@ -126,9 +126,12 @@ def test_an_idle_model_goes_to_zero_and_a_request_through_the_router_wakes_it(
         assert first == [200] * 6
         assert metric(address, "thrifty_router_wakes_total", tier="only") == 1
         assert replicas(apps, namespace) >= 1
-        ready = condition(live_model(testbed, namespace), "Ready")
-        assert ready is not None
-        assert ready["status"] == "True"
+        # The router answers as soon as the replica serves; status catches up at the next reconcile.
+        eventually(
+            lambda: (condition(live_model(testbed, namespace), "Ready") or {}).get("status") == "True",
+            timeout=30,
+            what="the woken model's Ready condition",
+        )
 
         # Requests a few seconds apart, well inside the idle delay: no flap back to zero.
         for _ in range(5):
