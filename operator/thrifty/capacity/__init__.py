@@ -7,8 +7,10 @@ mean-field model of continuous batching instead of a simulation, so the control 
     model = ReplicaModel(engine_config)
     mix = RequestMix.from_requests(prompt_lengths, output_lengths)
     model.capacity(mix, LatencySlo(ttft_p95_s=2.0, itl_p95_s=0.05)).rate_per_s
+    best_token_budget(engine_config, mix, slo).tokens    # the --max-num-batched-tokens to run
 """
 
+from thrifty.capacity.budget import TOKEN_BUDGETS, BudgetChoice, best_token_budget, token_budgets
 from thrifty.capacity.mix import MixError, RequestMix
 from thrifty.capacity.model import (
     ITL_SLOW_BUDGET,
@@ -20,10 +22,14 @@ from thrifty.capacity.model import (
 
 __all__ = [
     "ITL_SLOW_BUDGET",
+    "TOKEN_BUDGETS",
+    "BudgetChoice",
     "LatencySlo",
     "LoadPrediction",
     "MixError",
     "ReplicaCapacity",
     "ReplicaModel",
     "RequestMix",
+    "best_token_budget",
+    "token_budgets",
 ]
