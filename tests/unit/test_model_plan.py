@@ -4,6 +4,7 @@ the control loop decided, without a cluster."""
 from __future__ import annotations
 
 import datetime
+from dataclasses import replace
 from typing import Any
 
 import yaml
@@ -12,7 +13,7 @@ from test_control_windows import NOW, state
 
 from thrifty.control import Action, Change, Decision, MetricsWindow, decide
 from thrifty.reconcile.plan import LoopRecord, Observed, plan_model
-from thrifty.reconcile.status import engine_max_num_seqs
+from thrifty.reconcile.status import engine_max_num_batched_tokens, engine_max_num_seqs
 
 T0 = datetime.datetime(2026, 12, 6, 9, 0, tzinfo=datetime.UTC)
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -197,3 +198,47 @@ def test_missing_metrics_turn_metrics_available_false_and_hold() -> None:
 def test_planning_is_deterministic() -> None:
     body, seen, record = model(), observed(running(2)), scale_up(3)
     assert plan_model(body, seen, record) == plan_model(body, seen, record)
+
+
+def _unpinned(status: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = model(status)
+    body["spec"]["batching"] = {"maxNumSeqs": 16}
+    return body
+
+
+def _with_budget(tokens: int, flag: int = 16) -> LoopRecord:
+    record = scale_up(3, flag=flag)
+    decision = replace(record.decision, engine_max_num_batched_tokens=tokens)
+    return replace(record, decision=decision)
+
+
+def test_the_loops_token_budget_reaches_the_pods_and_status_desired() -> None:
+    plan = plan_model(_unpinned(), observed(running(2)), _with_budget(1024))
+
+    deployment = deployment_of(plan.children)
+    assert engine_max_num_batched_tokens(deployment) == 1024
+    assert plan.status["desired"] == {
+        "replicas": 3,
+        "engineMaxNumSeqs": 16,
+        "engineMaxNumBatchedTokens": 1024,
+    }
+
+
+def test_a_budget_in_the_spec_wins_over_the_loops_and_status_drops_the_loops() -> None:
+    body = model({"desired": {"replicas": 3, "engineMaxNumSeqs": 16, "engineMaxNumBatchedTokens": 1024}})
+
+    plan = plan_model(body, observed(running(3)), _with_budget(1024))
+
+    assert engine_max_num_batched_tokens(deployment_of(plan.children)) == 4096  # spec.batching's
+    assert plan.status["desired"]["engineMaxNumBatchedTokens"] is None  # the merge patch removes it
+
+
+def test_a_budget_below_the_batch_limit_is_raised_to_it_as_vllm_requires() -> None:
+    plan = plan_model(_unpinned(), observed(running(2)), _with_budget(32, flag=64))
+    assert engine_max_num_batched_tokens(deployment_of(plan.children)) == 64
+
+
+def test_with_the_spec_unpinned_and_no_decision_the_pods_run_vllms_default_budget() -> None:
+    plan = plan_model(_unpinned(), observed(running(2)))
+    assert engine_max_num_batched_tokens(deployment_of(plan.children)) is None
+    assert "engineMaxNumBatchedTokens" not in plan.status["desired"]

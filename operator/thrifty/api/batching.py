@@ -37,7 +37,9 @@ class BatchingSpec(SpecModel):
     max_num_batched_tokens: Annotated[int, Field(ge=1, le=1_048_576)] | None = None
     """Most tokens (prompt chunks plus one per decoding sequence) processed in one scheduler step
     (vLLM `--max-num-batched-tokens`). Larger values speed up prefill and raise time-to-first-token
-    variance for others; unset takes vLLM's default for the GPU. Must be at least `maxNumSeqs`,
+    variance for others; unset takes vLLM's default for the GPU, or, with
+    spec.scaling.tuneMaxNumSeqs enabled, the control loop's choice for the observed request mix
+    (status.desired.engineMaxNumBatchedTokens). Must be at least `maxNumSeqs`,
     and at least spec.model.maxModelLen when chunkedPrefill is false. Example: `8192`."""
 
     chunked_prefill: bool | None = None

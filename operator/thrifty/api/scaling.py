@@ -141,7 +141,10 @@ class ScalingSpec(SpecModel):
     """Latency objectives the loop protects."""
 
     tune_max_num_seqs: TuneMaxNumSeqs | None = None
-    """Bounds for tuning the batch limit; unset keeps spec.batching.maxNumSeqs fixed."""
+    """Bounds for tuning the batch limit; unset keeps spec.batching.maxNumSeqs fixed. While
+    enabled, and spec.batching.maxNumBatchedTokens is unset, the loop also picks the engine's
+    token budget per step for the observed request mix (the one with the most capacity within
+    spec.slo), rolling the pods when the replicas it saves repay the restart."""
 
     cooldowns: Cooldowns = Cooldowns()
     """Damping between actions."""

@@ -103,6 +103,11 @@ class DesiredStatus(StatusModel):
     engine_max_num_seqs: Annotated[int, Field(ge=1)]
     """The `--max-num-seqs` flag its pods should run with (a change rolls them with a surge)."""
 
+    engine_max_num_batched_tokens: Annotated[int, Field(ge=1)] | None = None
+    """The `--max-num-batched-tokens` the loop chose for the observed request mix (with
+    spec.scaling.tuneMaxNumSeqs on and spec.batching.maxNumBatchedTokens unset); unset: vLLM's
+    default for the GPU. A change rolls the pods with a surge."""
+
 
 class CapacityStatus(StatusModel):
     """The capacity planner's view of one replica, behind the replica count. Present when Thrifty

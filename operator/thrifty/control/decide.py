@@ -4,7 +4,8 @@
 
 Order of business: (1) refuse to act on missing, stale or failing metrics; (2) the effective cap,
 because it is free and it sets each replica's capacity; (3) the replica count for that capacity;
-(4) the engine flag, only on sustained evidence. Bounds hold whatever the metrics say.
+(4) the engine flag, only on sustained evidence; (5) the engine's token budget, only when the
+replicas it saves repay the restart. Bounds hold whatever the metrics say.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from thrifty.control.policy import ScalingPolicy
 from thrifty.control.replicas import plan_replicas
 from thrifty.control.signals import Signals, read_signals
 from thrifty.control.state import ScalingState
+from thrifty.control.token_budget import plan_token_budget
 from thrifty.control.window import MetricsWindow
+from thrifty.twin.config import EngineConfig
 
 # The action that names a decision with several changes: the one with the largest consequence.
 _PRIORITY = (
     Action.SCALE_UP,
     Action.ROLL_MAX_NUM_SEQS,
+    Action.ROLL_TOKEN_BUDGET,
     Action.SCALE_DOWN,
     Action.LOWER_CAP,
     Action.RAISE_CAP,
@@ -73,6 +77,7 @@ def _bounded_hold(state: ScalingState, policy: ScalingPolicy, why: str) -> Decis
         reason=reason,
         changes=changes,
         metrics_available=False,
+        engine_max_num_batched_tokens=state.engine_max_num_batched_tokens,
     )
 
 
@@ -88,6 +93,7 @@ def decide(window: MetricsWindow, state: ScalingState, policy: ScalingPolicy, no
             action=Action.STEADY,
             reason="scaled to zero: a request through the router wakes the model",
             last_request=last_request,
+            engine_max_num_batched_tokens=state.engine_max_num_batched_tokens,
         )
     return dataclasses.replace(_decide(window, state, policy, now, last_request), last_request=last_request)
 
@@ -95,6 +101,9 @@ def decide(window: MetricsWindow, state: ScalingState, policy: ScalingPolicy, no
 def _decide(
     window: MetricsWindow, state: ScalingState, policy: ScalingPolicy, now: float, last_request: float
 ) -> Decision:
+    running = _running_engine(policy.engine, state)
+    if running != policy.engine:
+        policy = dataclasses.replace(policy, engine=running)
     signals = read_signals(window, policy, now)
     missing = _missing_metrics(window, signals, state, policy, now)
     if missing:
@@ -114,6 +123,12 @@ def _decide(
         replicas, replica_reason = 0, idle
     engine = engine_plan.engine_max_num_seqs
     cap = min(cap_plan.cap, engine) if policy.cap_enforced_by_router else engine
+    tokens, tokens_reason = state.engine_max_num_batched_tokens, ""
+    if engine == state.engine_max_num_seqs:  # one roll at a time
+        budget_plan = plan_token_budget(signals, state, policy, capacity_plan, running, now)
+        tokens, tokens_reason = budget_plan.tokens, budget_plan.reason
+    if tokens is not None and tokens < engine:
+        tokens = engine  # vLLM refuses fewer tokens per step than sequences
 
     changes: list[Change] = []
     if replicas != state.replicas:
@@ -123,6 +138,9 @@ def _decide(
         changes.append(
             Change(Action.ROLL_MAX_NUM_SEQS, state.engine_max_num_seqs, engine, engine_plan.reason)
         )
+    if tokens != state.engine_max_num_batched_tokens and tokens is not None:
+        before = state.engine_max_num_batched_tokens or (running.max_num_batched_tokens if running else 0)
+        changes.append(Change(Action.ROLL_TOKEN_BUDGET, before, tokens, tokens_reason or engine_plan.reason))
     # Without a router the cap is the engine flag: its roll above already says it all.
     if cap != state.effective_cap and (policy.cap_enforced_by_router or engine == state.engine_max_num_seqs):
         action = Action.RAISE_CAP if cap > state.effective_cap else Action.LOWER_CAP
@@ -136,6 +154,7 @@ def _decide(
             action=Action.STEADY,
             reason=replica_plan.reason or _steady_reason(signals, state),
             plan=capacity_plan,
+            engine_max_num_batched_tokens=tokens,
         )
     changes.sort(key=lambda change: _PRIORITY.index(change.action))
     return Decision(
@@ -148,7 +167,18 @@ def _decide(
         ),
         changes=tuple(changes),
         plan=capacity_plan,
+        engine_max_num_batched_tokens=tokens,
     )
+
+
+def _running_engine(config: EngineConfig | None, state: ScalingState) -> EngineConfig | None:
+    """The server configuration with the engine flags the pods run now (the loop's own rolls)."""
+    if config is None:
+        return None
+    tokens = state.engine_max_num_batched_tokens or config.max_num_batched_tokens
+    if (config.max_num_seqs, config.max_num_batched_tokens) == (state.engine_max_num_seqs, tokens):
+        return config
+    return dataclasses.replace(config, max_num_seqs=state.engine_max_num_seqs, max_num_batched_tokens=tokens)
 
 
 def _cap_from_capacity(

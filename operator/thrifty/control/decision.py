@@ -5,6 +5,8 @@ Where each setting goes (the live loop applies them; the policy only names them)
 - `replicas` -> the Deployment's spec.replicas (and InferenceModel status.replicas).
 - `engine_max_num_seqs` -> the Deployment's `--max-num-seqs` argument; a change rolls the pods
   with a surge, so it is rare and comes with `Action.ROLL_MAX_NUM_SEQS`.
+- `engine_max_num_batched_tokens` -> the Deployment's `--max-num-batched-tokens` (None: no
+  flag); a change rolls the pods the same way, with `Action.ROLL_TOKEN_BUDGET`.
 - `effective_cap` -> InferenceModel status.maxNumSeqs.effective and the router's ConfigMap: the
   router keeps at most this many requests in flight per replica and queues the rest.
 """
@@ -32,6 +34,8 @@ class Action(StrEnum):
     """The effective cap at the router goes down (free, instant)."""
     ROLL_MAX_NUM_SEQS = "RollMaxNumSeqs"
     """The engine's --max-num-seqs changes: a rolling restart of every replica."""
+    ROLL_TOKEN_BUDGET = "RollMaxNumBatchedTokens"
+    """The engine's --max-num-batched-tokens changes: a rolling restart of every replica."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,8 @@ class Decision:
     """For people: what drove the decision, with figures."""
     changes: tuple[Change, ...] = ()
     metrics_available: bool = True
+    engine_max_num_batched_tokens: int | None = None
+    """The `--max-num-batched-tokens` to run; None: no flag (vLLM's default for the GPU)."""
     """False when the window was missing, stale or failing (status MetricsAvailable=False)."""
     plan: CapacityPlan | None = None
     """The capacity planner's figures behind `replicas`, when the server configuration is known."""

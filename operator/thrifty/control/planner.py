@@ -60,6 +60,9 @@ class CapacityPlan:
     """Requests per second planned per replica: capacity x target share."""
     capacity: ReplicaCapacity
     step_time_scale: float
+    mix: RequestMix
+    """The window's mix as the capacity was computed for it (on the cache's grid)."""
+    slo: LatencySlo
     demand_rate: float
     forecast_rate: float
     peak_rate: float
@@ -72,9 +75,10 @@ def _model(config: EngineConfig, step_time_scale: float) -> ReplicaModel:
 
 
 @lru_cache(maxsize=256)
-def _capacity(
+def capacity_at(
     config: EngineConfig, step_time_scale: float, mix: RequestMix, slo: LatencySlo
 ) -> ReplicaCapacity:
+    """One replica's capacity at the SLO (memoised: the same mix recurs every period)."""
     return _model(config, step_time_scale).capacity(mix, slo)
 
 
@@ -182,7 +186,7 @@ def plan_capacity(
     slo = LatencySlo(policy.ttft_p95_slo_s, policy.itl_p95_slo_s)
     key_mix = _rounded_mix(mix)
     scale, evidence = step_time_scale(signals.traffic, config, key_mix, since=now - _SCALE_SPAN_S)
-    capacity = _capacity(config, scale, key_mix, slo)
+    capacity = capacity_at(config, scale, key_mix, slo)
     per_replica = capacity.rate_per_s * policy.target_batch_utilization
     if per_replica <= 0:
         return None
@@ -216,6 +220,8 @@ def plan_capacity(
         per_replica_rate=per_replica,
         capacity=capacity,
         step_time_scale=scale,
+        mix=key_mix,
+        slo=slo,
         demand_rate=demand,
         forecast_rate=forecast,
         peak_rate=peak,

@@ -30,6 +30,8 @@ class ScalingPolicy:
     itl_p95_slo_s: float | None = None
     tune_max_num_seqs: bool = False
     """Whether the loop may move the effective cap and the engine flag."""
+    tune_token_budget: bool = False
+    """Whether the loop picks the engine's --max-num-batched-tokens (control/token_budget.py)."""
     max_num_seqs_min: int = 1
     max_num_seqs_max: int = 8192
     cap_enforced_by_router: bool = True
@@ -146,12 +148,14 @@ def policy_from_spec(
     sample_interval_s: float = 15.0,
     startup_s: float = 120.0,
     engine: EngineConfig | None = None,
+    token_budget_pinned: bool = False,
 ) -> ScalingPolicy:
     """The policy for one InferenceModel's `spec.scaling`.
 
     `engine_max_num_seqs` is spec.batching.maxNumSeqs: without tuning, the cap stays there.
     `behind_router` says whether a Thrifty router enforces the effective cap for this model.
     `engine` is one replica's server configuration, when the capacity model knows it.
+    `token_budget_pinned`: spec.batching.maxNumBatchedTokens is set, so the loop leaves it.
     """
     tune = spec.tune_max_num_seqs
     tuning = tune is not None and tune.enabled
@@ -165,6 +169,7 @@ def policy_from_spec(
         ttft_p95_slo_s=slo.ttft_p95_seconds if slo is not None else None,
         itl_p95_slo_s=slo.itl_p95_seconds if slo is not None else None,
         tune_max_num_seqs=tuning,
+        tune_token_budget=tuning and engine is not None and not token_budget_pinned,
         max_num_seqs_min=tune.min if tune is not None and tuning else engine_max_num_seqs,
         max_num_seqs_max=tune.max if tune is not None and tuning else engine_max_num_seqs,
         cap_enforced_by_router=behind_router,

@@ -35,6 +35,8 @@ class ScalingState:
     """A rolling restart is under way: the engine flag must not move again until it ends."""
     last_request: float | None = None
     """When the model was last seen busy or asked to wake (status.lastRequestTime)."""
+    engine_max_num_batched_tokens: int | None = None
+    """The `--max-num-batched-tokens` the pods were started with; None: no flag (vLLM's default)."""
 
     @property
     def last_replica_change(self) -> float | None:
@@ -69,7 +71,14 @@ def last_actions(decisions: Iterable[ScalingDecision]) -> LastActions:
     return LastActions(
         scale_up=newest.get(Action.SCALE_UP.value),
         scale_down=newest.get(Action.SCALE_DOWN.value),
-        rollout=newest.get(Action.ROLL_MAX_NUM_SEQS.value),
+        rollout=max(
+            (
+                newest[a.value]
+                for a in (Action.ROLL_MAX_NUM_SEQS, Action.ROLL_TOKEN_BUDGET)
+                if a.value in newest
+            ),
+            default=None,
+        ),
         cap_change=newest.get("cap"),
     )
 

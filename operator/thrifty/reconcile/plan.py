@@ -32,7 +32,13 @@ from thrifty.api.status import (
     UtilizationStatus,
 )
 from thrifty.control import Action, Decision, MetricsWindow
-from thrifty.reconcile.status import Problem, engine_max_num_seqs, model_status, timestamp
+from thrifty.reconcile.status import (
+    Problem,
+    engine_max_num_batched_tokens,
+    engine_max_num_seqs,
+    model_status,
+    timestamp,
+)
 from thrifty.render import desired_children, model_selector
 from thrifty.vllm_args import InvalidEngineArgs
 
@@ -94,10 +100,11 @@ def desired_scale(
     deployment: dict[str, Any] | None,
     record: LoopRecord | None,
 ) -> tuple[DesiredStatus, datetime.datetime | None]:
-    """Replicas and engine flag the Deployment should run, and the wake request that brought the
+    """Replicas and engine flags the Deployment should run, and the wake request that brought the
     model back from zero (None when there was none).
 
-    With scaling on, the control loop owns both (the flag only with tuneMaxNumSeqs): its decision
+    With scaling on, the control loop owns them (the flags only with tuneMaxNumSeqs, the token
+    budget only while spec.batching.maxNumBatchedTokens is unset): its decision
     when one is handed in, else the one recorded in status.desired, else what the Deployment runs
     (a model from before status.desired existed), within the spec's bounds. Otherwise the spec's.
     A model at zero that a router asked to wake (`wake_request`) runs one replica.
@@ -110,20 +117,33 @@ def desired_scale(
     stored = _stored_desired(body)
     running_replicas = (deployment or {}).get("spec", {}).get("replicas")
     running_flag = engine_max_num_seqs(deployment)
+    tokens: int | None
     if record is not None:
         replicas, flag = record.decision.replicas, record.decision.engine_max_num_seqs
+        tokens = record.decision.engine_max_num_batched_tokens
     elif stored is not None:
-        replicas, flag = stored.replicas, stored.engine_max_num_seqs
+        replicas, flag, tokens = (
+            stored.replicas,
+            stored.engine_max_num_seqs,
+            stored.engine_max_num_batched_tokens,
+        )
     else:
         replicas = int(running_replicas) if running_replicas is not None else scaling.replicas.min
         flag = running_flag if running_flag is not None else spec_flag
+        tokens = engine_max_num_batched_tokens(deployment)
     replicas = max(scaling.replicas.min, min(scaling.replicas.max, replicas))
     woken = wake_request(body, record) if replicas == 0 else None
     if woken is not None:
         replicas = 1
     tune = scaling.tune_max_num_seqs
-    flag = spec_flag if tune is None or not tune.enabled else max(tune.min, min(tune.max, flag))
-    return DesiredStatus(replicas=replicas, engine_max_num_seqs=flag), woken
+    tuning = tune is not None and tune.enabled
+    flag = max(tune.min, min(tune.max, flag)) if tune is not None and tuning else spec_flag
+    if not tuning or model.spec.batching.max_num_batched_tokens is not None:
+        tokens = None  # the spec's (or vLLM's default) applies
+    elif tokens is not None:
+        tokens = max(tokens, flag)  # vLLM refuses fewer tokens per step than sequences
+    desired = DesiredStatus(replicas=replicas, engine_max_num_seqs=flag, engine_max_num_batched_tokens=tokens)
+    return desired, woken
 
 
 def _parse_time(value: Any) -> datetime.datetime | None:
@@ -186,7 +206,12 @@ def plan_model(body: dict[str, Any], observed: Observed, record: LoopRecord | No
         selector = ",".join(f"{k}={v}" for k, v in model_selector(model).items())
         desired, woken = desired_scale(model, body, observed.deployment, record)
         children = tuple(
-            desired_children(model, replicas=desired.replicas, max_num_seqs=desired.engine_max_num_seqs)
+            desired_children(
+                model,
+                replicas=desired.replicas,
+                max_num_seqs=desired.engine_max_num_seqs,
+                max_num_batched_tokens=desired.engine_max_num_batched_tokens,
+            )
         )
         problem = _missing_gpu_product(model, observed.gpu_products)
     except ValidationError as error:
@@ -203,7 +228,10 @@ def plan_model(body: dict[str, Any], observed: Observed, record: LoopRecord | No
         now=observed.now,
     )
     if desired is not None and problem is None:
-        status["desired"] = desired.model_dump(mode="json")
+        wanted = desired.model_dump(mode="json", exclude_none=True)
+        for key in before.get("desired") or {}:
+            wanted.setdefault(key, None)  # a merge patch removes what the decision no longer sets
+        status["desired"] = wanted
     if record is not None:
         status = record_decision(status, record)
     if woken is not None and problem is None:

@@ -34,7 +34,7 @@ from thrifty.control import (
 from thrifty.k8s import objects
 from thrifty.reconcile.model import reconcile_model
 from thrifty.reconcile.plan import LoopRecord
-from thrifty.reconcile.status import engine_max_num_seqs
+from thrifty.reconcile.status import engine_max_num_batched_tokens, engine_max_num_seqs
 from thrifty.reconcile.telemetry import METRICS_QUERY_ERRORS
 from thrifty.render import model_selector
 from thrifty.render.engine_args import engine_args
@@ -90,6 +90,7 @@ def scaling_state(body: dict[str, Any], deployment: dict[str, Any], ready_pods: 
         last_cap_change=last.cap_change,
         rollout_in_progress=_rollout_in_progress(deployment),
         last_request=_epoch(status.get("lastRequestTime")),
+        engine_max_num_batched_tokens=engine_max_num_batched_tokens(deployment),
     )
 
 
@@ -119,12 +120,15 @@ def compress_time(policy: ScalingPolicy, factor: float) -> ScalingPolicy:
     return dataclasses.replace(policy, **durations)
 
 
-def server_config(model: InferenceModel, *, max_num_seqs: int) -> EngineConfig | None:
+def server_config(
+    model: InferenceModel, *, max_num_seqs: int, max_num_batched_tokens: int | None = None
+) -> EngineConfig | None:
     """One replica's server as the capacity model sees it: the pod's own vLLM arguments on the
     spec's GPU product. None when the calibration does not know the model or the GPU (the loop
     then plans from its metrics window alone)."""
     try:
-        parsed = parse_engine_args(engine_args(model, max_num_seqs=max_num_seqs))
+        args = engine_args(model, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens)
+        parsed = parse_engine_args(args)
         config = engine_config_from_vllm_args(parsed, gpu_product=model.spec.resources.gpu.product)
         size_server(config)
     except (InvalidEngineArgs, TwinConfigError, CalibrationError):
@@ -160,7 +164,12 @@ def control_step(
         engine_max_num_seqs=model.spec.batching.max_num_seqs,
         behind_router=bool(router_tiers),
         sample_interval_s=sample_interval_s,
-        engine=server_config(model, max_num_seqs=state.engine_max_num_seqs),
+        engine=server_config(
+            model,
+            max_num_seqs=state.engine_max_num_seqs,
+            max_num_batched_tokens=state.engine_max_num_batched_tokens,
+        ),
+        token_budget_pinned=model.spec.batching.max_num_batched_tokens is not None,
     )
     policy = compress_time(policy, time_scale)
     epoch = now.timestamp()

@@ -67,18 +67,28 @@ def rollout(deployment: dict[str, Any] | None) -> tuple[int, int, int, int, bool
     return desired, ready, updated, total, rolled_out
 
 
-def engine_max_num_seqs(deployment: dict[str, Any] | None) -> int | None:
-    """The --max-num-seqs the Deployment's pods run with, read back from its container args."""
+def _engine_int_flag(deployment: dict[str, Any] | None, flag: str) -> int | None:
+    """An integer flag the Deployment's pods run with, read back from its container args."""
     if not deployment:
         return None
     for container in deployment["spec"]["template"]["spec"]["containers"]:
         args = container.get("args") or []
         for index, arg in enumerate(args):
-            if arg == "--max-num-seqs" and index + 1 < len(args):
+            if arg == flag and index + 1 < len(args):
                 return int(args[index + 1])
-            if arg.startswith("--max-num-seqs="):
+            if arg.startswith(flag + "="):
                 return int(arg.split("=", 1)[1])
     return None
+
+
+def engine_max_num_seqs(deployment: dict[str, Any] | None) -> int | None:
+    """The --max-num-seqs the Deployment's pods run with."""
+    return _engine_int_flag(deployment, "--max-num-seqs")
+
+
+def engine_max_num_batched_tokens(deployment: dict[str, Any] | None) -> int | None:
+    """The --max-num-batched-tokens the Deployment's pods run with; None without the flag."""
+    return _engine_int_flag(deployment, "--max-num-batched-tokens")
 
 
 def model_status(

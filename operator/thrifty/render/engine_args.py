@@ -54,11 +54,14 @@ def _speculative_config(model: InferenceModel) -> dict[str, Any] | None:
     return config
 
 
-def engine_args(model: InferenceModel, *, max_num_seqs: int | None = None) -> list[str]:
+def engine_args(
+    model: InferenceModel, *, max_num_seqs: int | None = None, max_num_batched_tokens: int | None = None
+) -> list[str]:
     """The arguments of `vllm serve` for ``model``.
 
-    ``max_num_seqs`` overrides spec.batching.maxNumSeqs: the control loop moves the engine's batch
-    limit by a rolling update without ever writing the user's spec.
+    ``max_num_seqs`` overrides spec.batching.maxNumSeqs, and ``max_num_batched_tokens`` an unset
+    spec.batching.maxNumBatchedTokens: the control loop moves the engine's batch limits by a
+    rolling update without ever writing the user's spec.
     """
     spec = model.spec
     args = [model_path(spec.model.source), "--served-model-name", model.served_name]
@@ -79,8 +82,9 @@ def engine_args(model: InferenceModel, *, max_num_seqs: int | None = None) -> li
         args += ["--speculative-config", json.dumps(speculative, sort_keys=True, separators=(",", ":"))]
     batching = spec.batching
     args += ["--max-num-seqs", str(max_num_seqs if max_num_seqs is not None else batching.max_num_seqs)]
-    if batching.max_num_batched_tokens is not None:
-        args += ["--max-num-batched-tokens", str(batching.max_num_batched_tokens)]
+    tokens = batching.max_num_batched_tokens or max_num_batched_tokens
+    if tokens is not None:
+        args += ["--max-num-batched-tokens", str(tokens)]
     args += _flag("enable-chunked-prefill", batching.chunked_prefill)
     args += _flag("enable-prefix-caching", batching.prefix_caching)
     if batching.gpu_memory_utilization is not None:

@@ -120,10 +120,14 @@ def _resources(model: InferenceModel) -> dict[str, Any]:
 
 
 def desired_deployment(
-    model: InferenceModel, *, replicas: int | None = None, max_num_seqs: int | None = None
+    model: InferenceModel,
+    *,
+    replicas: int | None = None,
+    max_num_seqs: int | None = None,
+    max_num_batched_tokens: int | None = None,
 ) -> dict[str, Any]:
-    """The vLLM Deployment. ``replicas`` and ``max_num_seqs`` are the control loop's current
-    decisions when it runs; otherwise the spec's fixed values are used."""
+    """The vLLM Deployment. ``replicas`` and the engine flags are the control loop's current
+    decisions when it runs; otherwise the spec's values are used."""
     spec = model.spec
     volumes, mounts, env = _volumes(model)
     tolerations = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
@@ -135,7 +139,7 @@ def desired_deployment(
         **_common(model),
         replicas=replicas,
         image=spec.engine.effective_image,
-        args=engine_args(model, max_num_seqs=max_num_seqs),
+        args=engine_args(model, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens),
         env=env,
         resources=_resources(model),
         node_selector={GPU_PRODUCT_LABEL: model.gpu_product, **spec.resources.node_selector},
@@ -154,11 +158,17 @@ def desired_pod_disruption_budget(model: InferenceModel) -> dict[str, Any]:
 
 
 def desired_children(
-    model: InferenceModel, *, replicas: int | None = None, max_num_seqs: int | None = None
+    model: InferenceModel,
+    *,
+    replicas: int | None = None,
+    max_num_seqs: int | None = None,
+    max_num_batched_tokens: int | None = None,
 ) -> list[dict[str, Any]]:
     """Everything one InferenceModel owns, in apply order."""
     return [
-        desired_deployment(model, replicas=replicas, max_num_seqs=max_num_seqs),
+        desired_deployment(
+            model, replicas=replicas, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens
+        ),
         desired_service(model),
         desired_pod_disruption_budget(model),
     ]

@@ -1,0 +1,77 @@
+"""The loop's choice of --max-num-batched-tokens: the capacity model's best budget for the window's
+mix, rolled only at a period start, outside cooldowns, and when the replicas saved repay the roll."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from test_control_planner import CONFIG, MIX, SLO
+from test_control_windows import POLICY, STEP, state, window
+
+from thrifty.capacity import ReplicaModel, best_token_budget
+from thrifty.control import Action, Decision, MetricsWindow, decide
+from thrifty.control.state import ScalingState
+
+PERIOD_START = 34 * POLICY.window_s
+"""A multiple of the window: the loop weighs the budget at the first step of each period."""
+TUNED = replace(POLICY, engine=CONFIG, tune_token_budget=True)
+CAPACITY = ReplicaModel(replace(CONFIG, max_num_seqs=256)).capacity(MIX, SLO).rate_per_s
+
+
+def _window(*, pods: int, demand: float, now: float) -> MetricsWindow:
+    base = window(pods=pods, running=20, finished_per_s=demand / pods, now=now)
+    return replace(base, mix=MIX)
+
+
+def _decide(state_: ScalingState, *, demand: float, now: float = PERIOD_START) -> Decision:
+    return decide(_window(pods=state_.replicas, demand=demand, now=now), state_, TUNED, now)
+
+
+def _rolls(decision: Decision) -> list[int]:
+    return [change.after for change in decision.changes if change.action is Action.ROLL_TOKEN_BUDGET]
+
+
+def test_a_busy_fleet_rolls_to_the_budget_with_the_most_capacity_and_says_what_it_saves() -> None:
+    best = best_token_budget(replace(CONFIG, max_num_seqs=256), MIX, SLO)
+    assert best.tokens < CONFIG.max_num_batched_tokens  # the premise: long prompts, a tight ITL objective
+
+    decision = _decide(state(replicas=8), demand=6 * CAPACITY)
+
+    assert _rolls(decision) == [best.tokens]
+    assert decision.engine_max_num_batched_tokens == best.tokens
+    assert f"with {best.tokens} tokens per step" in decision.reason
+    assert "repay the roll (8 x 120s of start-up)" in decision.reason
+
+
+def test_the_budget_is_weighed_only_at_the_first_step_of_a_period() -> None:
+    decision = _decide(state(replicas=8), demand=6 * CAPACITY, now=PERIOD_START + STEP)
+    assert _rolls(decision) == []
+    assert decision.engine_max_num_batched_tokens is None
+
+
+def test_no_roll_while_one_runs_or_within_the_rollout_cooldown() -> None:
+    rolling = _decide(state(replicas=8, rollout_in_progress=True), demand=6 * CAPACITY)
+    recent = _decide(state(replicas=8, last_rollout=PERIOD_START - 60), demand=6 * CAPACITY)
+    assert _rolls(rolling) == []
+    assert _rolls(recent) == []
+
+
+def test_a_pinned_budget_is_left_alone() -> None:
+    pinned = replace(TUNED, tune_token_budget=False)
+    decision = decide(
+        _window(pods=8, demand=6 * CAPACITY, now=PERIOD_START), state(replicas=8), pinned, PERIOD_START
+    )
+    assert _rolls(decision) == []
+
+
+def test_a_replica_that_stays_the_only_one_saves_nothing_and_does_not_roll() -> None:
+    decision = _decide(state(replicas=1), demand=0.3 * CAPACITY)
+    assert _rolls(decision) == []
+
+
+def test_after_the_roll_the_chosen_budget_stays() -> None:
+    first = _decide(state(replicas=8), demand=6 * CAPACITY)
+    rolled = replace(state(replicas=8), engine_max_num_batched_tokens=first.engine_max_num_batched_tokens)
+    later = _decide(rolled, demand=6 * CAPACITY, now=PERIOD_START + 3 * TUNED.window_s)
+    assert _rolls(later) == []
+    assert later.engine_max_num_batched_tokens == first.engine_max_num_batched_tokens
