@@ -10,6 +10,7 @@ last line on stdout is one JSON object with the headline figures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -86,6 +87,13 @@ def parser() -> argparse.ArgumentParser:
         "(1.3: a real vLLM 30%% slower; Thrifty must correct its model online)",
     )
     parser.add_argument(
+        "--engine-tokens",
+        type=int,
+        default=None,
+        help="every policy's replicas run --max-num-batched-tokens N (attribution: the baselines with "
+        "the budget Thrifty chose); the traffic is still sized on vLLM's default",
+    )
+    parser.add_argument(
         "--minutes", type=float, default=None, help="replay only the first minutes (quick look)"
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
@@ -145,6 +153,8 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None = None) -> dict[s
         f"one replica: {calibration.capacity_per_replica:.2f} req/s within SLO; peak {calibration.peak_rate:.2f} req/s; "
         f"rate x{calibration.factor:.2f} -> {len(requests):,} requests; start with {initial} replicas"
     )
+    if args.engine_tokens is not None:
+        config = dataclasses.replace(config, max_num_batched_tokens=args.engine_tokens)
     scaling = dict(SCALING)
     if args.target is not None:
         scaling["targetBatchUtilization"] = args.target
@@ -178,6 +188,8 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None = None) -> dict[s
         stem += "-" + args.model.rsplit("/", 1)[-1].lower()
     if args.step_time_scale != 1.0:
         stem += f"-steptime{args.step_time_scale:g}"
+    if args.engine_tokens is not None:
+        stem += f"-tokens{args.engine_tokens}"
     args.out.mkdir(parents=True, exist_ok=True)
     command = "make bench-autoscale" + ("" if args.trace == DEFAULT_TRACE else f" TRACE={args.trace}")
     if argv is not None or len(sys.argv) > 1:

@@ -111,6 +111,7 @@ class SimCluster:
         self.router_queue = router_queue
         self.step_time_scale = step_time_scale
         self.engine_flag = config.max_num_seqs
+        self.engine_tokens = config.max_num_batched_tokens
         self.cap = config.max_num_seqs
         self.target = 0
         self.startup_s = startup_s
@@ -136,18 +137,32 @@ class SimCluster:
         self._rng = random.Random(seed)
         self._arrivals: dict[str, float] = {}
         self._held: deque[TraceRequest] = deque()
-        self._configs: dict[int, EngineConfig] = {}
+        self._configs: dict[tuple[int, int], EngineConfig] = {}
         weights_s = size_server(config).load_seconds - config.load_overhead_s
         self._load_overhead = max(0.0, startup_s - weights_s)
 
     # ---- configuration ----
 
-    def _engine_config(self, flag: int) -> EngineConfig:
-        config = self._configs.get(flag)
+    def _engine_config(self) -> EngineConfig:
+        """The configuration new pods start with: the base, with the engine flags now asked for."""
+        key = (self.engine_flag, self.engine_tokens)
+        config = self._configs.get(key)
         if config is None:
-            config = dataclasses.replace(self._base, max_num_seqs=flag, load_overhead_s=self._load_overhead)
-            self._configs[flag] = config
+            config = dataclasses.replace(
+                self._base,
+                max_num_seqs=self.engine_flag,
+                max_num_batched_tokens=self.engine_tokens,
+                load_overhead_s=self._load_overhead,
+            )
+            self._configs[key] = config
         return config
+
+    def _current(self, twin: SimTwin) -> bool:
+        """Whether `twin` runs the engine flags now asked for (else a roll replaces it)."""
+        return (twin.config.max_num_seqs, twin.config.max_num_batched_tokens) == (
+            self.engine_flag,
+            self.engine_tokens,
+        )
 
     def limit(self, twin: SimTwin) -> int:
         """Requests `twin` may hold: the cap, within the flag the engine started with."""
@@ -163,7 +178,7 @@ class SimCluster:
     def _add_twin(self, at: float, *, preloaded: bool) -> SimTwin:
         twin = SimTwin(
             len(self.twins),
-            self._engine_config(self.engine_flag),
+            self._engine_config(),
             started_s=at,
             preloaded=preloaded,
             sample_interval_s=3600.0,
@@ -322,9 +337,10 @@ class SimCluster:
         if self.router_queue:
             self._dispatch_held()
 
-    def set_engine_flag(self, flag: int, now: float) -> None:
-        if flag != self.engine_flag:
-            self.engine_flag = flag
+    def set_engine(self, flag: int, tokens: int, now: float) -> None:
+        """New engine flags (--max-num-seqs, --max-num-batched-tokens): a rolling restart."""
+        if (flag, tokens) != (self.engine_flag, self.engine_tokens):
+            self.engine_flag, self.engine_tokens = flag, tokens
             self.rollouts += 1
             self.reconcile(now)
 
@@ -335,9 +351,8 @@ class SimCluster:
     def reconcile(self, now: float) -> None:
         """Move the twins toward the target count and engine flag, as a Deployment controller with
         maxSurge 25% and maxUnavailable 0 would."""
-        flag = self.engine_flag
-        old = [twin for twin in self.active if twin.config.max_num_seqs != flag]
-        new = [twin for twin in self.active if twin.config.max_num_seqs == flag]
+        old = [twin for twin in self.active if not self._current(twin)]
+        new = [twin for twin in self.active if self._current(twin)]
         ready_new = sum(1 for twin in new if twin.is_ready(now))
         while old and ready_new + len(old) > self.target:
             victim = self._least_useful(old, now)
@@ -377,7 +392,7 @@ class SimCluster:
 
     @property
     def rollout_in_progress(self) -> bool:
-        return any(twin.config.max_num_seqs != self.engine_flag for twin in self.active)
+        return any(not self._current(twin) for twin in self.active)
 
     def pending(self, now: float) -> int:
         return sum(1 for twin in self.active if not twin.is_ready(now))

@@ -93,14 +93,14 @@ def table(results: Sequence[RunResult], setup: Setup) -> str:
     thrifty = next(r for r in results if r.policy == "thrifty")
     lines = [
         "| policy | run | setting | GPU-hours | vs Thrifty | SLO attainment (1-min windows) | requests within SLO | "
-        "TTFT p95 | ITL p95 | engine restarts | decisions |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "TTFT p95 | ITL p95 | engine restarts | tokens per step at the end | decisions |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for run in headline_runs(results):
         if not run.completed:
             lines.append(
                 f"| {run.policy} | {run.variant} | {run.setting or 'defaults'} | | | missed the 99% goal by "
-                f"minute {int((run.stopped_at_s or 0) // 60)} (stopped) | | | | {run.restarts} | {run.decisions} |"
+                f"minute {int((run.stopped_at_s or 0) // 60)} (stopped) | | | | {run.restarts} | {run.engine_tokens} | {run.decisions} |"
             )
             continue
         ratio = run.gpu_hours / thrifty.gpu_hours - 1 if thrifty.gpu_hours else 0.0
@@ -108,11 +108,11 @@ def table(results: Sequence[RunResult], setup: Setup) -> str:
             f"| {run.policy} | {run.variant} | {run.setting or 'defaults'} | {run.gpu_hours:.2f} | "
             f"{ratio:+.0%} | {run.slo_attainment:.1%} ({run.windows - run.failed_windows}/{run.windows}) | "
             f"{run.request_attainment:.1%} | {run.ttft_p95_s:.2f}s | {run.itl_p95_s * 1000:.0f}ms | "
-            f"{run.restarts} | {run.decisions} |"
+            f"{run.restarts} | {run.engine_tokens} | {run.decisions} |"
         )
     lines.append(
         f"| roofline lower bound | | | {setup.roofline_gpu_hours:.2f} | "
-        f"{setup.roofline_gpu_hours / thrifty.gpu_hours - 1:+.0%} | | | | | | |"
+        f"{setup.roofline_gpu_hours / thrifty.gpu_hours - 1:+.0%} | | | | | | | |"
     )
     return "\n".join(lines)
 
@@ -149,6 +149,7 @@ def summary(results: Sequence[RunResult], setup: Setup, *, paths: dict[str, str]
         if bound is not None and bound.gpu_hours
         else None,
         "thrifty_saving_vs_best_baseline": round(saving, 4),
+        "thrifty_engine_tokens": thrifty.engine_tokens,
         "trace": setup.trace,
         "rate_factor": round(setup.rate_factor, 3),
         "attainment_definition": "fraction of 1-minute windows with TTFT p95 <= "

@@ -61,7 +61,9 @@ class RunResult:
     windows: int
     failed_windows: int
     restarts: int
-    """Rolling restarts of the engine (changes of --max-num-seqs)."""
+    """Rolling restarts of the engine (changes of --max-num-seqs or --max-num-batched-tokens)."""
+    engine_tokens: int
+    """The --max-num-batched-tokens the replicas ran with at the end."""
     decisions: int
     """Evaluations that changed replicas, the effective cap or the engine flag."""
     completed: bool
@@ -151,8 +153,10 @@ def run_policy(
             if command.cap is not None and command.cap != cluster.cap:
                 cluster.set_cap(command.cap)
                 changed = True
-            if command.engine_flag is not None and command.engine_flag != cluster.engine_flag:
-                cluster.set_engine_flag(command.engine_flag, now)
+            flag = command.engine_flag if command.engine_flag is not None else cluster.engine_flag
+            tokens = command.engine_tokens if command.engine_tokens is not None else cluster.engine_tokens
+            if (flag, tokens) != (cluster.engine_flag, cluster.engine_tokens):
+                cluster.set_engine(flag, tokens, now)
                 changed = True
             if command.replicas != cluster.target:
                 cluster.scale_to(command.replicas, now)
@@ -225,6 +229,7 @@ def run_policy(
         windows=windows,
         failed_windows=failed,
         restarts=cluster.rollouts,
+        engine_tokens=cluster.engine_tokens,
         decisions=decisions,
         completed=feasible,
         stopped_at_s=stopped_at,

@@ -286,7 +286,7 @@ def _run(
     policy: str, variant: str, gpu_hours: float, attainment: float, *, completed: bool = True
 ) -> RunResult:
     return RunResult(
-        policy, variant, "", gpu_hours, attainment, attainment, 59, 0, 0, 0, completed, None, 0, 0, 0
+        policy, variant, "", gpu_hours, attainment, attainment, 59, 0, 0, 8192, 0, completed, None, 0, 0, 0
     )
 
 

@@ -17,6 +17,8 @@ class Command:
     """Thrifty only: the effective per-replica cap (None leaves it)."""
     engine_flag: int | None = None
     """Thrifty only: the engine's --max-num-seqs (a rolling restart when it changes)."""
+    engine_tokens: int | None = None
+    """Thrifty only: the engine's --max-num-batched-tokens (None leaves it; a roll when it changes)."""
     note: str = ""
     """Why, when something changes (kept for the decision log)."""
 

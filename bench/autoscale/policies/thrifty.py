@@ -104,6 +104,7 @@ class ThriftyPolicy:
             last_rollout=self.last_rollout,
             last_cap_change=self.last_cap_change,
             rollout_in_progress=cluster.rollout_in_progress,
+            engine_max_num_batched_tokens=cluster.engine_tokens,
         )
 
     def step(self, cluster: SimCluster, now: float) -> Command:
@@ -114,7 +115,7 @@ class ThriftyPolicy:
                 self.last_scale_up = now
             elif change.action is Action.SCALE_DOWN:
                 self.last_scale_down = now
-            elif change.action is Action.ROLL_MAX_NUM_SEQS:
+            elif change.action in (Action.ROLL_MAX_NUM_SEQS, Action.ROLL_TOKEN_BUDGET):
                 self.last_rollout = now
             else:
                 self.last_cap_change = now
@@ -126,6 +127,7 @@ class ThriftyPolicy:
             decision.replicas,
             cap=decision.effective_cap,
             engine_flag=decision.engine_max_num_seqs,
+            engine_tokens=decision.engine_max_num_batched_tokens,
             note=decision.reason if decision.changes else "",
         )
 
