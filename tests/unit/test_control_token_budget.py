@@ -9,8 +9,10 @@ from test_control_planner import CONFIG, MIX, SLO
 from test_control_windows import POLICY, STEP, state, window
 
 from thrifty.capacity import ReplicaModel, best_token_budget
-from thrifty.control import Action, Decision, MetricsWindow, decide
+from thrifty.control import Action, Decision, MetricsWindow, decide, read_signals
+from thrifty.control.planner import plan_capacity
 from thrifty.control.state import ScalingState
+from thrifty.control.token_budget import plan_token_budget
 
 PERIOD_START = 34 * POLICY.window_s
 """A multiple of the window: the loop weighs the budget at the first step of each period."""
@@ -43,8 +45,10 @@ def test_a_busy_fleet_rolls_to_the_budget_with_the_most_capacity_and_says_what_i
     assert "repay the roll (8 x 120s of start-up)" in decision.reason
 
 
-def test_the_budget_is_weighed_only_at_the_first_step_of_a_period() -> None:
-    decision = _decide(state(replicas=8), demand=6 * CAPACITY, now=PERIOD_START + STEP)
+def test_the_budget_is_weighed_only_in_the_steps_just_after_a_period_boundary() -> None:
+    late = _decide(state(replicas=8), demand=6 * CAPACITY, now=PERIOD_START + STEP)
+    assert _rolls(late)  # a step that comes a little late still counts
+    decision = _decide(state(replicas=8), demand=6 * CAPACITY, now=PERIOD_START + 2 * STEP)
     assert _rolls(decision) == []
     assert decision.engine_max_num_batched_tokens is None
 
@@ -75,3 +79,18 @@ def test_after_the_roll_the_chosen_budget_stays() -> None:
     later = _decide(rolled, demand=6 * CAPACITY, now=PERIOD_START + 3 * TUNED.window_s)
     assert _rolls(later) == []
     assert later.engine_max_num_batched_tokens == first.engine_max_num_batched_tokens
+
+
+def test_when_the_pods_roll_anyway_the_budget_rides_along_without_waiting() -> None:
+    now = PERIOD_START + 2 * STEP  # not a period start, and a roll just ended
+    busy = state(replicas=8, last_rollout=now - 60)
+    signals = read_signals(_window(pods=8, demand=6 * CAPACITY, now=now), TUNED, now)
+    config = replace(CONFIG, max_num_seqs=256)
+    plan = plan_capacity(signals, replace(TUNED, engine=config), MIX, now)
+
+    alone = plan_token_budget(signals, busy, TUNED, plan, config, now)
+    riding = plan_token_budget(signals, busy, TUNED, plan, config, now, rolling=True)
+
+    assert alone.tokens is None
+    assert riding.tokens == best_token_budget(config, MIX, SLO).tokens
+    assert riding.reason.startswith("the pods roll anyway")

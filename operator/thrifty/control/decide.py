@@ -123,10 +123,12 @@ def _decide(
         replicas, replica_reason = 0, idle
     engine = engine_plan.engine_max_num_seqs
     cap = min(cap_plan.cap, engine) if policy.cap_enforced_by_router else engine
-    tokens, tokens_reason = state.engine_max_num_batched_tokens, ""
-    if engine == state.engine_max_num_seqs:  # one roll at a time
-        budget_plan = plan_token_budget(signals, state, policy, capacity_plan, running, now)
-        tokens, tokens_reason = budget_plan.tokens, budget_plan.reason
+    rolling = engine != state.engine_max_num_seqs
+    following = (
+        dataclasses.replace(running, max_num_seqs=engine) if running is not None and rolling else running
+    )
+    budget_plan = plan_token_budget(signals, state, policy, capacity_plan, following, now, rolling=rolling)
+    tokens, tokens_reason = budget_plan.tokens, budget_plan.reason
     if tokens is not None and tokens < engine:
         tokens = engine  # vLLM refuses fewer tokens per step than sequences
 
