@@ -36,11 +36,15 @@ class EngineLoad:
         served_name: str | None = None,
         prompt_tokens: int = 1500,
         max_tokens: int = 200,
+        distinct_prompts: bool = False,
     ) -> None:
+        """``distinct_prompts``: every request a prompt of its own (else all share one, which the
+        twin's prefix cache serves almost entirely from cache)."""
         self.discovery, self.namespace, self.service = discovery, namespace, service
         self.served_name = served_name or service
         self.workers, self.seconds = workers, seconds
         self.prompt_tokens, self.max_tokens = prompt_tokens, max_tokens
+        self.distinct_prompts = distinct_prompts
         self.completed = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
@@ -79,7 +83,8 @@ class EngineLoad:
                         continue
                     url = f"http://{targets[sent % len(targets)]}:{ENGINE_PORT}/v1/completions"
                     sent += 1
-                    body = {"model": self.served_name, "prompt": "x", "max_tokens": self.max_tokens}
+                    prompt = f"request {first}-{sent}" if self.distinct_prompts else "x"
+                    body = {"model": self.served_name, "prompt": prompt, "max_tokens": self.max_tokens}
                     headers = {PROMPT_TOKENS_HEADER: str(self.prompt_tokens)}
                     try:
                         async with session.post(url, json=body, headers=headers) as response:

