@@ -53,12 +53,10 @@ def _rolls(testbed: Testbed, namespace: str) -> list[dict[str, Any]]:
 
 def _rolled_out(apps: Any, namespace: str, tokens: int) -> bool:
     deployment = apps.read_namespaced_deployment("rag", namespace).to_dict()
-    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     status = deployment["status"]
     replicas = deployment["spec"]["replicas"]
     return (
-        engine_max_num_batched_tokens({"spec": {"template": {"spec": {"containers": [{"args": args}]}}}})
-        == tokens
+        engine_max_num_batched_tokens(deployment) == tokens  # the client's dict keeps spec.template's shape
         and (status.get("updated_replicas") or 0) == replicas
         and (status.get("ready_replicas") or 0) == replicas
         and (status.get("replicas") or 0) == replicas
