@@ -74,6 +74,8 @@ class RunResult:
     wall_s: float
     series: list[SeriesPoint] = field(default_factory=list)
     notes: list[tuple[float, str]] = field(default_factory=list)
+    failed_minutes: list[int] = field(default_factory=list)
+    """The minutes (0 is the replay's first) whose window missed the SLO."""
 
 
 def _ready_utilization(cluster: SimCluster, now: float) -> tuple[float, float]:
@@ -125,6 +127,7 @@ def run_policy(
     counters = {"scrape": 0, "control": math.ceil(WARMUP_S / control_step), "window": 1, "series": 0}
     steps = {"scrape": scrape_step, "control": control_step, "window": WINDOW_S, "series": SERIES_STEP_S}
     windows = failed = decisions = 0
+    failed_minutes: list[int] = []
     series: list[SeriesPoint] = []
     notes: list[tuple[float, str]] = []
     stopped_at: float | None = None
@@ -139,6 +142,7 @@ def run_policy(
         ok = (ttft is None or ttft <= slo.ttft_p95_s) and (itl is None or itl <= slo.itl_p95_s)
         if not ok:
             failed += 1
+            failed_minutes.append(round(end / WINDOW_S) - 1)
         return ok
 
     def tick(now: float, kind: str) -> None:
@@ -238,6 +242,7 @@ def run_policy(
         wall_s=time.monotonic() - began,
         series=series,
         notes=notes,
+        failed_minutes=failed_minutes,
     )
 
 

@@ -18,6 +18,7 @@ from bench.autoscale.cluster import Scrape, SimCluster, TwinGauges
 from bench.autoscale.histograms import BucketedHistogram
 from bench.autoscale.policies.aibrix_kpa import AibrixKpa
 from bench.autoscale.policies.base import Bounds
+from bench.autoscale.policies.clairvoyant import Clairvoyant, raise_missed
 from bench.autoscale.policies.hpa import HorizontalPodAutoscaler
 from bench.autoscale.policies.kubeai import KubeAI
 from bench.autoscale.policies.llmd_saturation import LlmdSaturation
@@ -220,6 +221,42 @@ def test_a_short_replay_measures_gpu_hours_windows_and_attainment() -> None:
     assert result.gpu_hours == pytest.approx(2 * 120 / 3600, rel=0.05)
     assert result.series
     assert result.series[-1].replicas == 2
+
+
+def test_a_replay_names_the_minutes_that_missed_the_slo() -> None:
+    # A light first minute, then a second minute far beyond one replica, then a light third.
+    light = [TraceRequest(i * 2.0, 300, 40, request_id=f"a{i}") for i in range(30)]
+    burst = [TraceRequest(60.0 + i * 0.02, 2000, 200, request_id=f"b{i}") for i in range(3000)]
+    tail = [TraceRequest(170.0 + i * 2.0, 300, 40, request_id=f"c{i}") for i in range(5)]
+    result = run_policy(
+        [*light, *burst, *tail],
+        CONFIG,
+        StaticPeak(1),
+        variant="default",
+        setting="replicas=1",
+        initial_replicas=1,
+        startup_s=120,
+        slo=Slo(),
+    )
+
+    assert 0 not in result.failed_minutes
+    assert 1 in result.failed_minutes
+    assert len(result.failed_minutes) == result.failed_windows
+
+
+def test_the_bound_raises_each_missed_minute_by_one_within_the_ceiling() -> None:
+    assert raise_missed([2, 3, 5, 1], [1, 2, 2, 9], max_replicas=5) == [2, 4, 5, 1]
+    assert raise_missed([2, 3], [], max_replicas=5) == [2, 3]
+
+
+def test_the_bound_asks_for_each_minute_ahead_of_its_start_up() -> None:
+    schedule = Clairvoyant([2, 2, 6, 3, 1], startup_s=90.0)
+
+    assert schedule.wanted(0.0) == 2
+    assert schedule.wanted(30.0) == 6, "minute 2 starts within 90 s (and a control period)"
+    assert schedule.wanted(150.0) == 6
+    assert schedule.wanted(180.0) == 3
+    assert schedule.wanted(240.0) == 1
 
 
 def _burst_on_one_replica(*, router_queue: bool) -> SimCluster:

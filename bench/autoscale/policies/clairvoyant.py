@@ -7,6 +7,10 @@ router (the data path the bound is set against), N searched from the capacity mo
 the most replicas any minute of the coming start-up horizon needs, so each replica is ready when
 its minute begins, and lets one go as soon as no minute ahead needs it.
 
+A minute sized alone can still miss in the whole replay (requests older than the warm-up still
+decoding, the router's placement): the bound is replayed, each minute that missed gets one more
+replica, and again, until the schedule meets the attainment goal every tuned policy must meet.
+
 No autoscaler can do better than knowing the future, up to the search's granularity (whole
 replicas, whole minutes); it bounds how much a planner could still save, beside the roofline.
 """
@@ -89,6 +93,15 @@ def fewest_replicas_per_minute(
                 count += 1
         needed.append(count)
     return needed
+
+
+def raise_missed(per_minute: Sequence[int], missed: Sequence[int], *, max_replicas: int) -> list[int]:
+    """The schedule with one more replica in each minute that missed the SLO in a replay."""
+    raised = list(per_minute)
+    for minute in set(missed):
+        if 0 <= minute < len(raised):
+            raised[minute] = min(max_replicas, raised[minute] + 1)
+    return raised
 
 
 class Clairvoyant:
