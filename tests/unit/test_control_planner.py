@@ -223,3 +223,32 @@ def test_a_step_in_the_traffic_counts_at_the_first_scrape_after_it() -> None:
     assert after is not None
     assert after.demand_rate == pytest.approx(before.demand_rate + 300 / STEP, rel=0.02)
     assert after.replicas > before.replicas
+
+
+def test_minutes_with_a_queue_throughout_are_no_step_time_evidence() -> None:
+    """Replicas with a backlog serve at their limit: a draining queue reads as few arrivals on
+    busy replicas, which the fit would take for a slow engine."""
+    points = _points(1.0, [4] * 40)
+    backlog = tuple(replace(p, queued=50.0) for p in points)
+    # Requests waiting at one scrape in four are the moment between engine steps, not a backlog.
+    passing = tuple(replace(p, queued=3.0) if k % 4 == 0 else p for k, p in enumerate(points))
+
+    assert step_time_scale(backlog, CONFIG, MIX, since=NOW - 600) == (1.0, 0)
+    assert step_time_scale(passing, CONFIG, MIX, since=NOW - 600)[1] == 10
+
+
+def test_no_scale_in_while_the_traffic_climbs_out_of_a_quiet_spell() -> None:
+    # Eight replicas after a quiet spell; the minute's figure still counts the quiet, and the last
+    # scrape interval shows 300 more requests than a scrape ago.
+    quiet = traffic_window(pods=8, arrivals_per_s=0.3 * CAPACITY)
+    climbing = replace(quiet, router_waiting=((NOW, 300.0),))
+
+    plan = plan_capacity(read_signals(climbing, PLANNED, NOW), PLANNED, MIX, NOW)
+    released = decide(quiet, state(replicas=8), PLANNED, NOW)
+    held = decide(climbing, state(replicas=8), PLANNED, NOW)
+
+    assert plan is not None
+    assert plan.rising
+    assert plan.keep < 8, "the premise: what the demand so far needs is fewer than eight"
+    assert released.action is Action.SCALE_DOWN
+    assert held.replicas == 8

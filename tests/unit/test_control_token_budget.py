@@ -94,3 +94,14 @@ def test_when_the_pods_roll_anyway_the_budget_rides_along_without_waiting() -> N
     assert alone.tokens is None
     assert riding.tokens == best_token_budget(config, MIX, SLO).tokens
     assert riding.reason.startswith("the pods roll anyway")
+
+
+def test_no_roll_while_a_queue_lasts() -> None:
+    """Replicas at their limit with a backlog: the mix and step time read there are no steady
+    state to choose a budget for."""
+    calm = _window(pods=8, demand=6 * CAPACITY, now=PERIOD_START)
+    times = sorted({sample.time for sample in calm.samples})[-6:]
+    backlog = replace(calm, router_waiting=tuple((time, 80.0) for time in times))
+
+    assert _rolls(decide(calm, state(replicas=8), TUNED, PERIOD_START))
+    assert _rolls(decide(backlog, state(replicas=8), TUNED, PERIOD_START)) == []

@@ -15,7 +15,10 @@ server configuration is known.
   not read as a ramp.
 - Scale-in: never below what the peak demand of the last `scale_down_cooldown_s` (the spec's
   scale-in delay) needs, so a replica goes only when the surplus has outlasted that delay, nor
-  below what the forecast needs (a scale-in the next step would take back).
+  below what the forecast needs (a scale-in the next step would take back), and not at all while
+  the last scrape interval shows more traffic than any minute of that delay (a climb).
+- The step-time correction leaves out minutes with a queue throughout: there the replicas served
+  at their limit, not at the arrival rate.
 
 Pure and deterministic; capacities are memoised because the same mix recurs every period.
 """
@@ -66,6 +69,9 @@ class CapacityPlan:
     demand_rate: float
     forecast_rate: float
     peak_rate: float
+    rising: bool
+    """The last scrape interval shows more traffic than any minute of the scale-in delay: the
+    traffic is climbing (after an idle spell, from a figure that still counts the quiet)."""
     reason: str
 
 
@@ -123,6 +129,10 @@ def step_time_scale(
         # part of it, and counting only those left would read the engine as faster than it is).
         minute = [p for p in traffic[:index] if p.time > point.time - _MINUTE_S]
         if any(p.replicas != point.replicas for p in minute):
+            continue
+        # A queue at every scrape of the minute: the replicas served at their limit, not at the
+        # arrival rate, and a draining backlog reads as few arrivals on busy replicas (a slow engine).
+        if min((p.queued for p in (*minute, point)), default=0.0) > 0:
             continue
         points.append(point)
     if len(points) < _SCALE_EVIDENCE:
@@ -203,6 +213,7 @@ def plan_capacity(
     replicas = math.ceil(forecast / per_replica - 1e-9) if forecast > 0 else 0
     # A rising forecast can lie above the peak seen so far: scale-in never goes below either.
     keep = math.ceil(max(peak, forecast) / per_replica - 1e-9) if max(peak, forecast) > 0 else 0
+    rising = (newest.arrivals_last_step_per_s or 0.0) > peak
     corrected = (
         f"step time x{scale:.2f} of the calibration over {evidence} minutes"
         if evidence >= _SCALE_EVIDENCE
@@ -225,5 +236,6 @@ def plan_capacity(
         demand_rate=demand,
         forecast_rate=forecast,
         peak_rate=peak,
+        rising=rising,
         reason=reason,
     )

@@ -129,6 +129,8 @@ def plan_replicas(
     if wanted > current:
         return _scale_up(wanted, reason, state, policy, now)
     if capacity_plan is not None:
+        if capacity_plan.rising:
+            return ReplicaPlan(current, "")
         return _scale_down_to(capacity_plan.keep, capacity_plan.reason, signals, state, policy, now)
     return _scale_down(signals, state, policy, per_replica, now)
 

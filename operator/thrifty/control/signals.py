@@ -47,6 +47,8 @@ class TrafficPoint:
     a step in the traffic shows at the first scrape after it, where the minute's figure takes the
     minute to catch up (noisier: the in-flight count varies from scrape to scrape). None when
     the scrape before is missing."""
+    queued: float = 0.0
+    """Requests waiting at that scrape, in the engines and at the router."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +272,12 @@ def read_signals(window: MetricsWindow, policy: ScalingPolicy, now: float) -> Si
         )
         traffic.append(
             TrafficPoint(
-                times[key], max(0.0, finished_total + growth), entry.pods, mean_itl.get(key), last_step
+                times[key],
+                max(0.0, finished_total + growth),
+                entry.pods,
+                mean_itl.get(key),
+                last_step,
+                waiting[key],
             )
         )
     return Signals(

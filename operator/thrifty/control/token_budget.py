@@ -63,6 +63,10 @@ def plan_token_budget(
         return keep
     if signals.coverage_s < policy.window_s - 2 * policy.sample_interval_s:
         return keep
+    if signals.waiting_sustained > 0:
+        # A lasting queue: the replicas run at their limit, and the mix and step time read there
+        # are not the steady state a budget is chosen for.
+        return keep
     if not rolling and (
         state.rollout_in_progress
         or (state.last_rollout is not None and now - state.last_rollout < policy.rollout_cooldown_s)
