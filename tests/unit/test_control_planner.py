@@ -252,3 +252,20 @@ def test_no_scale_in_while_the_traffic_climbs_out_of_a_quiet_spell() -> None:
     assert plan.keep < 8, "the premise: what the demand so far needs is fewer than eight"
     assert released.action is Action.SCALE_DOWN
     assert held.replicas == 8
+
+
+def test_no_scale_in_in_the_minute_after_traffic_resumes() -> None:
+    # Eight replicas; the traffic came back half a minute ago, so the minute's figure is half of
+    # what arrives now, and what it needs is still fewer than eight.
+    per_replica = CAPACITY * PLANNED.target_batch_utilization
+    resumed = _set_rate(
+        traffic_window(pods=8, arrivals_per_s=0.2 * per_replica), NOW - 30, 3 * per_replica, 8
+    )
+
+    plan = plan_capacity(read_signals(resumed, PLANNED, NOW), PLANNED, MIX, NOW)
+    held = decide(resumed, state(replicas=8), PLANNED, NOW)
+
+    assert plan is not None
+    assert plan.rising
+    assert plan.keep < 8
+    assert held.replicas == 8

@@ -16,7 +16,8 @@ server configuration is known.
 - Scale-in: never below what the peak demand of the last `scale_down_cooldown_s` (the spec's
   scale-in delay) needs, so a replica goes only when the surplus has outlasted that delay, nor
   below what the forecast needs (a scale-in the next step would take back), and not at all while
-  the last scrape interval shows more traffic than any minute of that delay (a climb).
+  the traffic climbs (the last scrape interval above any minute of that delay, or the last
+  minute a quarter above the one before).
 - The step-time correction leaves out minutes with a queue throughout: there the replicas served
   at their limit, not at the arrival rate.
 
@@ -43,6 +44,9 @@ _SCALE_EVIDENCE = 3
 _SCALE_GRID = 0.02
 """Scales are fitted on a grid this wide in log space (2%)."""
 _LONGEST_STEP = round(math.log(1.5) / _SCALE_GRID)
+_RISE = 0.25
+"""A minute's demand this much above the minute before is a climb, not the noise of steady
+traffic (a minute of Poisson arrivals at 10 requests/s varies by about 4%)."""
 _MINUTE_S = 60.0
 """What each mean ITL covers: the query's rate window (metrics/queries.py)."""
 _SCALE_SPAN_S = 600.0
@@ -70,8 +74,9 @@ class CapacityPlan:
     forecast_rate: float
     peak_rate: float
     rising: bool
-    """The last scrape interval shows more traffic than any minute of the scale-in delay: the
-    traffic is climbing (after an idle spell, from a figure that still counts the quiet)."""
+    """The traffic is climbing: the last scrape interval shows more than any minute of the
+    scale-in delay, or the last minute a quarter more than the one before (out of an idle spell
+    the minute's figure still counts the quiet, and understates what is coming)."""
     reason: str
 
 
@@ -213,7 +218,10 @@ def plan_capacity(
     replicas = math.ceil(forecast / per_replica - 1e-9) if forecast > 0 else 0
     # A rising forecast can lie above the peak seen so far: scale-in never goes below either.
     keep = math.ceil(max(peak, forecast) / per_replica - 1e-9) if max(peak, forecast) > 0 else 0
-    rising = (newest.arrivals_last_step_per_s or 0.0) > peak
+    minute_ago = next((p for p in reversed(signals.traffic) if p.time <= newest.time - policy.recent_s), None)
+    rising = (newest.arrivals_last_step_per_s or 0.0) > peak or (
+        minute_ago is not None and newest.arrivals_per_s > (1 + _RISE) * minute_ago.arrivals_per_s
+    )
     corrected = (
         f"step time x{scale:.2f} of the calibration over {evidence} minutes"
         if evidence >= _SCALE_EVIDENCE
