@@ -225,13 +225,13 @@ def test_a_step_in_the_traffic_counts_at_the_first_scrape_after_it() -> None:
     assert after.replicas > before.replicas
 
 
-def test_minutes_with_a_queue_throughout_are_no_step_time_evidence() -> None:
-    """Replicas with a backlog serve at their limit: a draining queue reads as few arrivals on
-    busy replicas, which the fit would take for a slow engine."""
+def test_minutes_with_a_backlog_throughout_are_no_step_time_evidence() -> None:
+    """Replicas with a backlog at the router serve at their cap: a draining backlog reads as few
+    arrivals on busy replicas, which the fit would take for a slow engine."""
     points = _points(1.0, [4] * 40)
-    backlog = tuple(replace(p, queued=50.0) for p in points)
-    # Requests waiting at one scrape in four are the moment between engine steps, not a backlog.
-    passing = tuple(replace(p, queued=3.0) if k % 4 == 0 else p for k, p in enumerate(points))
+    backlog = tuple(replace(p, held=50.0) for p in points)
+    # Requests held at one scrape in four are a passing burst, not a backlog.
+    passing = tuple(replace(p, held=3.0) if k % 4 == 0 else p for k, p in enumerate(points))
 
     assert step_time_scale(backlog, CONFIG, MIX, since=NOW - 600) == (1.0, 0)
     assert step_time_scale(passing, CONFIG, MIX, since=NOW - 600)[1] == 10

@@ -96,12 +96,16 @@ def test_when_the_pods_roll_anyway_the_budget_rides_along_without_waiting() -> N
     assert riding.reason.startswith("the pods roll anyway")
 
 
-def test_no_roll_while_a_queue_lasts() -> None:
-    """Replicas at their limit with a backlog: the mix and step time read there are no steady
-    state to choose a budget for."""
+def test_no_roll_while_a_backlog_lasts_at_the_router() -> None:
+    """Replicas at their cap with a backlog held at the router: the mix and step time read there
+    are no steady state to choose a budget for. Requests waiting in the engines (for their prefill
+    chunk, with long prompts) are normal operation and do not hold it."""
     calm = _window(pods=8, demand=6 * CAPACITY, now=PERIOD_START)
     times = sorted({sample.time for sample in calm.samples})[-6:]
     backlog = replace(calm, router_waiting=tuple((time, 80.0) for time in times))
 
+    engine_queue = replace(calm, samples=tuple(replace(s, waiting=6) for s in calm.samples))
+
     assert _rolls(decide(calm, state(replicas=8), TUNED, PERIOD_START))
+    assert _rolls(decide(engine_queue, state(replicas=8), TUNED, PERIOD_START))
     assert _rolls(decide(backlog, state(replicas=8), TUNED, PERIOD_START)) == []

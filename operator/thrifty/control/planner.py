@@ -18,8 +18,8 @@ server configuration is known.
   below what the forecast needs (a scale-in the next step would take back), and not at all while
   the traffic climbs (the last scrape interval above any minute of that delay, or the last
   minute a quarter above the one before).
-- The step-time correction leaves out minutes with a queue throughout: there the replicas served
-  at their limit, not at the arrival rate.
+- The step-time correction leaves out minutes with a backlog at the router throughout: there the
+  replicas served at their cap, not at the arrival rate.
 
 Pure and deterministic; capacities are memoised because the same mix recurs every period.
 """
@@ -135,9 +135,9 @@ def step_time_scale(
         minute = [p for p in traffic[:index] if p.time > point.time - _MINUTE_S]
         if any(p.replicas != point.replicas for p in minute):
             continue
-        # A queue at every scrape of the minute: the replicas served at their limit, not at the
+        # A backlog at the router through the minute: the replicas served at their cap, not at the
         # arrival rate, and a draining backlog reads as few arrivals on busy replicas (a slow engine).
-        if min((p.queued for p in (*minute, point)), default=0.0) > 0:
+        if min((p.held for p in (*minute, point)), default=0.0) > 0:
             continue
         points.append(point)
     if len(points) < _SCALE_EVIDENCE:

@@ -47,8 +47,10 @@ class TrafficPoint:
     a step in the traffic shows at the first scrape after it, where the minute's figure takes the
     minute to catch up (noisier: the in-flight count varies from scrape to scrape). None when
     the scrape before is missing."""
-    queued: float = 0.0
-    """Requests waiting at that scrape, in the engines and at the router."""
+    held: float = 0.0
+    """Requests the router held back at that scrape (every replica at its cap): a backlog. The
+    engines' own waiting queue is left out: with long prompts it holds requests waiting for their
+    prefill chunk in normal operation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +279,7 @@ def read_signals(window: MetricsWindow, policy: ScalingPolicy, now: float) -> Si
                 entry.pods,
                 mean_itl.get(key),
                 last_step,
-                waiting[key],
+                router.get(key, 0.0),
             )
         )
     return Signals(

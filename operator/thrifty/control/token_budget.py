@@ -63,9 +63,10 @@ def plan_token_budget(
         return keep
     if signals.coverage_s < policy.window_s - 2 * policy.sample_interval_s:
         return keep
-    if signals.waiting_sustained > 0:
-        # A lasting queue: the replicas run at their limit, and the mix and step time read there
-        # are not the steady state a budget is chosen for.
+    recent = signals.traffic[-policy.sustained_scrapes :]
+    if recent and all(point.held > 0 for point in recent):
+        # A lasting backlog at the router: the replicas run at their cap, and the mix and step
+        # time read there are not the steady state a budget is chosen for.
         return keep
     if not rolling and (
         state.rollout_in_progress
