@@ -259,11 +259,12 @@ class SimCluster:
     def _absorb(self, twin: SimTwin, outcome: StepOutcome) -> None:
         end = outcome.end_s
         ttft, itl, arrivals = self.ttft, self.itl, self._arrivals
-        for state, _count, gap in outcome.emitted:
-            if gap is None:
-                ttft.add(end, end - arrivals.get(state.request_id, state.arrival_s))
-            else:
-                itl.add(end, gap)
+        gaps = [gap for _state, _count, gap in outcome.emitted if gap is not None]
+        if len(gaps) < len(outcome.emitted):
+            for state, _count, gap in outcome.emitted:
+                if gap is None:
+                    ttft.add(end, end - arrivals.get(state.request_id, state.arrival_s))
+        itl.add_all(end, gaps)
         for gap, weight in outcome.repeated_gaps:
             itl.add(end, gap, weight)
         if outcome.finished:

@@ -7,7 +7,8 @@ percentile is exact to within 1% and a one-hour replay of millions of tokens sta
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 
 _FLOOR_S = 1e-5
 _LOG_RATIO = math.log(1.01)
@@ -33,6 +34,13 @@ class BucketedHistogram:
     def add(self, time_s: float, seconds: float, weight: int = 1) -> None:
         index = int((math.log(seconds) - _LOG_FLOOR) * _PER_LOG) if seconds > _FLOOR_S else 0
         self.buckets[int(time_s // self.bucket_s)][index] += weight
+
+    def add_all(self, time_s: float, values: Iterable[float]) -> None:
+        """One observation of each value (repeats binned once: in a step every decoding request
+        sees the same gap)."""
+        bucket = self.buckets[int(time_s // self.bucket_s)]
+        for seconds, count in Counter(values).items():
+            bucket[int((math.log(seconds) - _LOG_FLOOR) * _PER_LOG) if seconds > _FLOOR_S else 0] += count
 
     def add_bin(self, time_s: float, index: int, weight: int) -> None:
         self.buckets[int(time_s // self.bucket_s)][index] += weight

@@ -372,3 +372,13 @@ def test_thrifty_learns_the_step_time_of_twins_off_their_calibration(true_scale:
     assert plans, "the planner ran (the bench feeds Thrifty the server configuration and the mix)"
     assert plans[-1].step_time_scale == pytest.approx(true_scale, rel=0.12)
     assert "step time x" in plans[-1].reason
+
+
+def test_a_batch_of_gaps_bins_as_the_gaps_one_by_one() -> None:
+    gaps = [0.012, 0.012, 0.012, 0.0305, 1e-6, 0.012, 2.5]
+    one_by_one, batched = BucketedHistogram(60.0), BucketedHistogram(60.0)
+    for gap in gaps:
+        one_by_one.add(75.0, gap)
+    batched.add_all(75.0, gaps)
+    assert batched.buckets == one_by_one.buckets
+    assert batched.count(60.0, 120.0) == len(gaps)

@@ -264,3 +264,22 @@ def test_max_output_tokens_are_generated_exactly() -> None:
     assert request.output_tokens == 37
     assert sum(outcome.num_generation_tokens for outcome in outcomes) == 37
     assert request.finish_reason == "length"
+
+
+def test_without_prefix_caching_the_schedule_is_the_cached_pools_schedule_without_hits() -> None:
+    """The engine without prefix caching keeps its free blocks on a plain stack; prompts that share
+    no prefix must run exactly as on the ref-counted LRU pool (without preemptions: a preempted
+    request would find its own blocks by hash there)."""
+
+    def timeline(caching: bool) -> list[tuple[float, int, float]]:
+        twin = engine(max_num_seqs=8, num_gpu_blocks_override=400, enable_prefix_caching=caching)
+        for index in range(24):
+            twin.add_request(EngineRequest(f"r{index}", 120 + 23 * index, 40 + 7 * index), 0.01 * index)
+        usage: list[float] = []
+        _end, outcomes = run(twin, check=lambda twin, _plan: usage.append(twin.kv_usage))
+        assert twin.kv_usage == 0.0
+        return [(o.end_s, o.num_scheduled_tokens, u) for o, u in zip(outcomes, usage, strict=True)]
+
+    cached, plain = timeline(True), timeline(False)
+    assert len(plain) > 100 and max(u for _end, _tokens, u in plain) > 0.2
+    assert plain == cached

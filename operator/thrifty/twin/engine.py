@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from thrifty.twin.config import EngineConfig
-from thrifty.twin.kv_cache import BlockPool
+from thrifty.twin.kv_cache import BlockPool, PlainBlockPool
 from thrifty.twin.sizing import ServerSizing, size_server
 from thrifty.twin.step_cost import StepCostModel, step_cost_model
 
@@ -165,7 +165,8 @@ class Engine:
         self.config = config
         self.sizing = sizing if sizing is not None else size_server(config)
         self.cost: StepCostModel = step_cost_model(config, step_time_scale)
-        self.pool = BlockPool(self.sizing.num_gpu_blocks)
+        blocks = self.sizing.num_gpu_blocks
+        self.pool = BlockPool(blocks) if config.enable_prefix_caching else PlainBlockPool(blocks)
         self._running: list[RequestState] = []
         self._waiting: deque[RequestState] = deque()
         self._by_id: dict[str, RequestState] = {}
