@@ -152,6 +152,10 @@ class ReplicaModel:
         done = 0.0
         ends: list[float] = []
         boundaries = [sum(batch.uncached[: index + 1]) for index in range(len(batch.uncached))]
+        if not single:
+            return self._merged_batch_steps(
+                total, cached, pairs_total, chunks, free, boundaries, decoding, context, itl_slo_s
+            )
         for index in range(chunks):
             size = min(free, total - done)
             if single:
@@ -172,6 +176,40 @@ class ReplicaModel:
                 break
         while len(ends) < len(boundaries):
             ends.append(seconds)
+        return seconds, chunks, slow, ends
+
+    def _merged_batch_steps(
+        self,
+        total: float,
+        cached: float,
+        pairs_total: float,
+        chunks: int,
+        free: float,
+        boundaries: list[float],
+        decoding: float,
+        context: float,
+        itl_slo_s: float | None,
+    ) -> tuple[float, int, int, list[float]]:
+        """`_batch_steps` of several prompts prefilled together: their attention and context are
+        spread over the chunks in proportion to size, so every chunk but the last is the same step."""
+
+        def step(size: float) -> float:
+            return self._step(
+                decoding, context, size, (cached + total) * size / total, pairs_total * size / total
+            )
+
+        last_size = total - free * (chunks - 1)
+        full = step(free) if chunks > 1 else 0.0
+        last = step(last_size)
+        seconds = full * (chunks - 1) + last
+        slow = 0
+        if itl_slo_s is not None:
+            slow = (chunks - 1 if full > itl_slo_s else 0) + (1 if last > itl_slo_s else 0)
+        ends = []
+        for boundary in boundaries:
+            # The chunk that carries a prompt's last token ends its prefill.
+            index = min(chunks, max(1, math.ceil(boundary / free - 1e-9)))
+            ends.append(seconds if index == chunks else full * index)
         return seconds, chunks, slow, ends
 
     # ---- one rate ----
