@@ -15,7 +15,8 @@ server configuration is known.
   not read as a ramp.
 - Scale-in: never below what the peak demand of the last `scale_down_cooldown_s` (the spec's
   scale-in delay) needs, so a replica goes only when the surplus has outlasted that delay, nor
-  below what the forecast needs (a scale-in the next step would take back), and not at all while
+  below what the forecast needs (a scale-in the next step would take back), nor below what the
+  plain trend over the horizon needs (a rise within the noise still counts here), and not at all while
   the traffic climbs (the last scrape interval above any minute of that delay, or the last
   minute a quarter above the one before).
 - The step-time correction leaves out minutes with a backlog at the router throughout: there the
@@ -33,7 +34,7 @@ from functools import lru_cache
 
 from thrifty.capacity import LatencySlo, ReplicaCapacity, ReplicaModel, RequestMix
 from thrifty.control.policy import ScalingPolicy
-from thrifty.control.signals import Signals, TrafficPoint, sure_slope
+from thrifty.control.signals import Signals, TrafficPoint, slope, sure_slope
 from thrifty.twin.config import EngineConfig
 
 SCALE_BOUNDS = (0.25, 4.0)
@@ -61,8 +62,8 @@ class CapacityPlan:
     replicas: int
     """Replicas the demand forecast needs (before bounds, step limits and cooldowns)."""
     keep: int
-    """Replicas the peak demand of the scale-in delay, or the forecast where it is higher, needs:
-    scale-in goes no lower."""
+    """Replicas the peak demand of the scale-in delay, or the forecast or the plain trend where
+    higher, needs: scale-in goes no lower."""
     per_replica_rate: float
     """Requests per second planned per replica: capacity x target share."""
     capacity: ReplicaCapacity
@@ -211,13 +212,18 @@ def plan_capacity(
     # A step up shows first in the last scrape interval: the higher of the two figures.
     demand = max(newest.arrivals_per_s, newest.arrivals_last_step_per_s or 0.0)
     trend_points = [(p.time, p.arrivals_per_s) for p in signals.traffic if p.time > now - policy.window_s]
-    growth = sure_slope(trend_points) * (policy.startup_s + policy.recent_s / 2)
-    forecast = demand + min(growth, demand * (policy.forecast_max_growth - 1))
+    horizon = policy.startup_s + policy.recent_s / 2
+    most = demand * (policy.forecast_max_growth - 1)
+    forecast = demand + min(sure_slope(trend_points) * horizon, most)
+    # Scale-in errs the other way: a rise the points only suggest (the plain trend, noise and
+    # all) is reason enough to keep a replica that would take `startup_s` to come back.
+    possible = demand + min(max(0.0, slope(trend_points)) * horizon, most)
     held = policy.scale_down_cooldown_s
     peak = max((p.arrivals_per_s for p in signals.traffic if p.time > now - held), default=demand)
     replicas = math.ceil(forecast / per_replica - 1e-9) if forecast > 0 else 0
-    # A rising forecast can lie above the peak seen so far: scale-in never goes below either.
-    keep = math.ceil(max(peak, forecast) / per_replica - 1e-9) if max(peak, forecast) > 0 else 0
+    # A rising trend can lie above the peak seen so far: scale-in never goes below either.
+    kept = max(peak, forecast, possible)
+    keep = math.ceil(kept / per_replica - 1e-9) if kept > 0 else 0
     minute_ago = next((p for p in reversed(signals.traffic) if p.time <= newest.time - policy.recent_s), None)
     rising = (newest.arrivals_last_step_per_s or 0.0) > peak or (
         minute_ago is not None and newest.arrivals_per_s > (1 + _RISE) * minute_ago.arrivals_per_s
@@ -231,7 +237,7 @@ def plan_capacity(
         f"a replica sustains {capacity.rate_per_s:.1f} req/s within the SLO ({capacity.binding} binds; "
         f"{mix.describe()}; {corrected}), planned at {policy.target_batch_utilization:.0%}: "
         f"{per_replica:.1f}/s; demand {demand:.1f} req/s, {forecast:.1f} forecast over "
-        f"{policy.startup_s:g}s, peak {peak:.1f} over {held:g}s"
+        f"{policy.startup_s:g}s (the trend alone: {possible:.1f}), peak {peak:.1f} over {held:g}s"
     )
     return CapacityPlan(
         replicas=replicas,

@@ -190,7 +190,9 @@ def _scale_down_blockers(
     last_change = state.last_replica_change
     if last_change is not None and now - last_change < policy.scale_down_cooldown_s:
         blockers.append("cooldown")
-    if state.ready_replicas < state.replicas or state.rollout_in_progress:
+    # A rolling restart alone does not block: the Deployment scales both ReplicaSets (old pods
+    # go first), as it would between restarts; a scale-up still loading does.
+    if state.ready_replicas < state.replicas:
         blockers.append("replicas still starting")
     if signals.coverage_s < policy.window_s - 2 * policy.sample_interval_s:
         blockers.append("window too short")
