@@ -269,3 +269,43 @@ def test_no_scale_in_in_the_minute_after_traffic_resumes() -> None:
     assert plan.rising
     assert plan.keep < 8
     assert held.replicas == 8
+
+
+def test_scale_in_keeps_what_a_climb_within_the_noise_needs() -> None:
+    # Two windows ending at the same demand and peak: one level, one climbing in zig-zags too noisy
+    # for the forecast (its sure slope is nil). A scale-in keeps a replica more for the climb.
+    per_replica = CAPACITY * PLANNED.target_batch_utilization
+    level = traffic_window(pods=8, arrivals_per_s=3.85 * per_replica)
+    zigzag = traffic_window(pods=8, arrivals_per_s=2.0 * per_replica)
+    for index, share in enumerate([2.9, 3.6, 3.0, 3.7, 3.2, 3.85]):
+        zigzag = _set_rate(zigzag, NOW - (6 - index) * 60, share * per_replica, 8)
+    points = [
+        (p.time, p.arrivals_per_s) for p in read_signals(zigzag, PLANNED, NOW).traffic if p.time > NOW - 300
+    ]
+
+    flat_plan = plan_capacity(read_signals(level, PLANNED, NOW), PLANNED, MIX, NOW)
+    climb_plan = plan_capacity(read_signals(zigzag, PLANNED, NOW), PLANNED, MIX, NOW)
+    flat = decide(level, state(replicas=8), PLANNED, NOW)
+    climb = decide(zigzag, state(replicas=8), PLANNED, NOW)
+
+    assert sure_slope(points) == 0.0
+    assert climb_plan is not None
+    assert flat_plan is not None
+    assert climb_plan.peak_rate == pytest.approx(flat_plan.peak_rate)
+    assert climb_plan.forecast_rate == pytest.approx(flat_plan.forecast_rate)
+    assert (flat.action, flat.replicas) == (Action.SCALE_DOWN, 4)
+    assert (climb.action, climb.replicas) == (Action.SCALE_DOWN, 5)
+    assert "the trend alone" in climb.reason
+
+
+def test_a_rolling_restart_does_not_hold_a_scale_in() -> None:
+    per_replica = CAPACITY * PLANNED.target_batch_utilization
+    old_drop = _set_rate(
+        traffic_window(pods=8, arrivals_per_s=7.5 * per_replica), NOW - 360, 1.5 * per_replica, 8
+    )
+
+    rolling = decide(old_drop, state(replicas=8, rollout_in_progress=True), PLANNED, NOW)
+    loading = decide(old_drop, state(replicas=8, ready=6), PLANNED, NOW)
+
+    assert (rolling.action, rolling.replicas) == (Action.SCALE_DOWN, 2)
+    assert loading.replicas == 8, "a scale-up still loading does hold it"
