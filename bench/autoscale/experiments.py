@@ -55,6 +55,9 @@ class Baseline:
     grid: tuple[float, ...]
     """Cheapest first."""
     build: Callable[[float, BenchContext], Autoscaler]
+    monotone: bool = False
+    """Whether a value cheaper than one that misses the goal misses it too (fewer static replicas
+    never serve better): then the grid skips them."""
 
     def setting(self, value: float) -> str:
         return f"{self.parameter}={value:g}"
@@ -89,6 +92,7 @@ def baselines(replicas_at_peak: int) -> tuple[Baseline, ...]:
             peak,
             tuple(float(n) for n in range(max(1, peak - 4), 2 * peak + 1)),
             _static,
+            monotone=True,
         ),
         Baseline("hpa-waiting", "targetWaiting", 5.0, (8.0, 5.0, 3.0, 2.0, 1.0, 0.5, 0.25, 0.1), _hpa),
         Baseline(
@@ -209,7 +213,11 @@ def run_baseline(kind: str) -> list[RunResult]:
     tuned: RunResult | None = None
     if baseline.default not in baseline.grid:
         raise ValueError(f"{kind}: the default {baseline.default:g} belongs in the grid")
-    for value in baseline.grid:
+    grid = baseline.grid
+    if baseline.monotone and not _meets_goal(default, context.goal):
+        grid = grid[grid.index(baseline.default) :]
+        print_progress(f"{kind}: the default misses the goal, so every cheaper setting does too")
+    for value in grid:
         if value == baseline.default:
             candidate = default
         else:

@@ -382,3 +382,53 @@ def test_a_batch_of_gaps_bins_as_the_gaps_one_by_one() -> None:
     batched.add_all(75.0, gaps)
     assert batched.buckets == one_by_one.buckets
     assert batched.count(60.0, 120.0) == len(gaps)
+
+
+def test_the_static_grid_skips_what_is_cheaper_than_a_default_that_misses(monkeypatch: Any) -> None:
+    """Static replicas below a count that misses the goal miss it too: the grid does not run them
+    (the simulations are replaced by a record of what was asked; 10 replicas is the first to pass)."""
+    from bench.autoscale import experiments
+
+    tried: list[int] = []
+
+    def fake_run(autoscaler: Any, variant: str, setting: str, *, stop_when_infeasible: bool) -> RunResult:
+        replicas = autoscaler.replicas
+        tried.append(replicas)
+        passes = replicas >= 10
+        return RunResult(
+            "static-peak",
+            variant,
+            setting,
+            float(replicas),
+            1.0 if passes else 0.5,
+            1.0,
+            60,
+            0,
+            0,
+            8192,
+            0,
+            passes,
+            None if passes else 600.0,
+            0.1,
+            0.01,
+            0.0,
+        )
+
+    context = experiments.BenchContext(
+        requests=[],
+        config=None,
+        bounds=Bounds(1, 16),
+        slo=Slo(2.0, 0.05),
+        startup_s=120.0,  # type: ignore[arg-type]
+        initial_replicas=8,
+        replicas_at_peak=8,
+        thrifty=None,  # type: ignore[arg-type]
+    )
+    monkeypatch.setattr(experiments, "_CONTEXT", context)
+    monkeypatch.setattr(experiments, "_run", fake_run)
+
+    results = experiments.run_baseline("static-peak")
+
+    assert tried == [8, 9, 10]
+    assert results[-1].variant == "tuned"
+    assert results[-1].setting == "replicas=10"
