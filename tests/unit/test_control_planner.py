@@ -309,3 +309,20 @@ def test_a_rolling_restart_does_not_hold_a_scale_in() -> None:
 
     assert (rolling.action, rolling.replicas) == (Action.SCALE_DOWN, 2)
     assert loading.replicas == 8, "a scale-up still loading does hold it"
+
+
+def test_a_scale_in_during_a_roll_keeps_what_the_pods_not_yet_rolled_need() -> None:
+    # The pods are rolling to 768 tokens per step, on which a replica carries about a third more
+    # of this mix than on the spec's 8192; until the roll ends, pods on 8192 still serve.
+    per_replica = CAPACITY * PLANNED.target_batch_utilization
+    old_drop = _set_rate(
+        traffic_window(pods=8, arrivals_per_s=7.5 * per_replica), NOW - 360, 2.2 * per_replica, 8
+    )
+    rolled = replace(state(replicas=8), engine_max_num_batched_tokens=768)
+
+    during = decide(old_drop, replace(rolled, rollout_in_progress=True), PLANNED, NOW)
+    after = decide(old_drop, rolled, PLANNED, NOW)
+
+    assert (during.action, during.replicas) == (Action.SCALE_DOWN, 3)
+    assert "until the roll ends, pods on the spec's flags" in during.reason
+    assert (after.action, after.replicas) == (Action.SCALE_DOWN, 2)

@@ -101,8 +101,9 @@ def decide(window: MetricsWindow, state: ScalingState, policy: ScalingPolicy, no
 def _decide(
     window: MetricsWindow, state: ScalingState, policy: ScalingPolicy, now: float, last_request: float
 ) -> Decision:
-    running = _running_engine(policy.engine, state)
-    if running != policy.engine:
+    spec_engine = policy.engine
+    running = _running_engine(spec_engine, state)
+    if running != spec_engine:
         policy = dataclasses.replace(policy, engine=running)
     signals = read_signals(window, policy, now)
     missing = _missing_metrics(window, signals, state, policy, now)
@@ -111,6 +112,8 @@ def _decide(
 
     cap_plan = plan_cap(signals, state, policy, now)
     capacity_plan = plan_capacity(signals, policy, window.mix, now) if window.mix is not None else None
+    if capacity_plan is not None and state.rollout_in_progress and spec_engine not in (None, running):
+        capacity_plan = _kept_through_the_roll(capacity_plan, signals, policy, spec_engine, window, now)
     if capacity_plan is not None:
         cap_plan = _cap_from_capacity(cap_plan, capacity_plan, signals, state, policy)
     replica_plan = plan_replicas(signals, state, policy, cap_plan.cap, cap_plan.capacity, now, capacity_plan)
@@ -171,6 +174,26 @@ def _decide(
         plan=capacity_plan,
         engine_max_num_batched_tokens=tokens,
     )
+
+
+def _kept_through_the_roll(
+    plan: CapacityPlan,
+    signals: Signals,
+    policy: ScalingPolicy,
+    spec_engine: EngineConfig | None,
+    window: MetricsWindow,
+    now: float,
+) -> CapacityPlan:
+    """While a rolling restart lasts, pods on the flags before it still serve: a scale-in keeps
+    what they would need too. The flags before are taken as the spec's (the loop's rolls start
+    from them, and a roll back returns to them), the slower of the two in the common case."""
+    if spec_engine is None or window.mix is None:
+        return plan
+    before = plan_capacity(signals, dataclasses.replace(policy, engine=spec_engine), window.mix, now)
+    if before is None or before.keep <= plan.keep:
+        return plan
+    reason = f"{plan.reason}; until the roll ends, pods on the spec's flags ({before.capacity.rate_per_s:.1f} req/s each) need {before.keep}"
+    return dataclasses.replace(plan, keep=before.keep, reason=reason)
 
 
 def _running_engine(config: EngineConfig | None, state: ScalingState) -> EngineConfig | None:
