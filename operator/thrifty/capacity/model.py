@@ -145,68 +145,54 @@ class ReplicaModel:
         total = sum(batch.uncached)
         chunks = max(1, math.ceil(total / free - 1e-9))
         cached = sum(batch.cached)
-        single = len(batch.uncached) == 1
-        pairs_total = sum(u * (u + 1) / 2 + u * c for u, c in zip(batch.uncached, batch.cached, strict=True))
+        if len(batch.uncached) > 1:
+            return self._merged_batch_steps(batch, total, cached, chunks, free, decoding, context, itl_slo_s)
+        # One prompt: each chunk attends to the cached prefix and to every chunk before it.
         seconds = 0.0
         slow = 0
         done = 0.0
-        ends: list[float] = []
-        boundaries = [sum(batch.uncached[: index + 1]) for index in range(len(batch.uncached))]
-        if not single:
-            return self._merged_batch_steps(
-                total, cached, pairs_total, chunks, free, boundaries, decoding, context, itl_slo_s
-            )
-        for index in range(chunks):
+        for _ in range(chunks):
             size = min(free, total - done)
-            if single:
-                before = cached + done
-                pairs = size * before + size * (size + 1) / 2
-                chunk_context = before + size
-            else:
-                pairs = pairs_total * size / total
-                chunk_context = (cached + total) * size / total
-            duration = self._step(decoding, context, size, chunk_context, pairs)
+            before = cached + done
+            duration = self._step(
+                decoding, context, size, before + size, size * before + size * (size + 1) / 2
+            )
             seconds += duration
             done += size
             if itl_slo_s is not None and duration > itl_slo_s:
                 slow += 1
-            while len(ends) < len(boundaries) and boundaries[len(ends)] <= done + 1e-9:
-                ends.append(seconds)
-            if index == chunks - 1:
-                break
-        while len(ends) < len(boundaries):
-            ends.append(seconds)
-        return seconds, chunks, slow, ends
+        return seconds, chunks, slow, [seconds]
 
     def _merged_batch_steps(
         self,
+        batch: _Batch,
         total: float,
         cached: float,
-        pairs_total: float,
         chunks: int,
         free: float,
-        boundaries: list[float],
         decoding: float,
         context: float,
         itl_slo_s: float | None,
     ) -> tuple[float, int, int, list[float]]:
         """`_batch_steps` of several prompts prefilled together: their attention and context are
         spread over the chunks in proportion to size, so every chunk but the last is the same step."""
+        pairs_total = sum(u * (u + 1) / 2 + u * c for u, c in zip(batch.uncached, batch.cached, strict=True))
 
         def step(size: float) -> float:
             return self._step(
                 decoding, context, size, (cached + total) * size / total, pairs_total * size / total
             )
 
-        last_size = total - free * (chunks - 1)
         full = step(free) if chunks > 1 else 0.0
-        last = step(last_size)
+        last = step(total - free * (chunks - 1))
         seconds = full * (chunks - 1) + last
         slow = 0
         if itl_slo_s is not None:
             slow = (chunks - 1 if full > itl_slo_s else 0) + (1 if last > itl_slo_s else 0)
         ends = []
-        for boundary in boundaries:
+        boundary = 0.0
+        for uncached in batch.uncached:
+            boundary += uncached
             # The chunk that carries a prompt's last token ends its prefill.
             index = min(chunks, max(1, math.ceil(boundary / free - 1e-9)))
             ends.append(seconds if index == chunks else full * index)

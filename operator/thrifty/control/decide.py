@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from thrifty.capacity import RequestMix
 from thrifty.control.cap import CapPlan, plan_cap
 from thrifty.control.decision import Action, Change, Decision
 from thrifty.control.engine_flag import plan_engine
@@ -112,8 +113,9 @@ def _decide(
 
     cap_plan = plan_cap(signals, state, policy, now)
     capacity_plan = plan_capacity(signals, policy, window.mix, now) if window.mix is not None else None
-    if capacity_plan is not None and state.rollout_in_progress and spec_engine not in (None, running):
-        capacity_plan = _kept_through_the_roll(capacity_plan, signals, policy, spec_engine, window, now)
+    rolling_from_spec = state.rollout_in_progress and spec_engine is not None and spec_engine != running
+    if capacity_plan is not None and window.mix is not None and spec_engine is not None and rolling_from_spec:
+        capacity_plan = _kept_through_the_roll(capacity_plan, signals, policy, spec_engine, window.mix, now)
     if capacity_plan is not None:
         cap_plan = _cap_from_capacity(cap_plan, capacity_plan, signals, state, policy)
     replica_plan = plan_replicas(signals, state, policy, cap_plan.cap, cap_plan.capacity, now, capacity_plan)
@@ -180,16 +182,14 @@ def _kept_through_the_roll(
     plan: CapacityPlan,
     signals: Signals,
     policy: ScalingPolicy,
-    spec_engine: EngineConfig | None,
-    window: MetricsWindow,
+    spec_engine: EngineConfig,
+    mix: RequestMix,
     now: float,
 ) -> CapacityPlan:
     """While a rolling restart lasts, pods on the flags before it still serve: a scale-in keeps
     what they would need too. The flags before are taken as the spec's (the loop's rolls start
     from them, and a roll back returns to them), the slower of the two in the common case."""
-    if spec_engine is None or window.mix is None:
-        return plan
-    before = plan_capacity(signals, dataclasses.replace(policy, engine=spec_engine), window.mix, now)
+    before = plan_capacity(signals, dataclasses.replace(policy, engine=spec_engine), mix, now)
     if before is None or before.keep <= plan.keep:
         return plan
     reason = f"{plan.reason}; until the roll ends, pods on the spec's flags ({before.capacity.rate_per_s:.1f} req/s each) need {before.keep}"
