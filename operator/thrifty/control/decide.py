@@ -112,10 +112,11 @@ def _decide(
         return _bounded_hold(state, policy, missing)
 
     cap_plan = plan_cap(signals, state, policy, now)
-    capacity_plan = plan_capacity(signals, policy, window.mix, now) if window.mix is not None else None
-    rolling_from_spec = state.rollout_in_progress and spec_engine is not None and spec_engine != running
-    if capacity_plan is not None and window.mix is not None and spec_engine is not None and rolling_from_spec:
-        capacity_plan = _kept_through_the_roll(capacity_plan, signals, policy, spec_engine, window.mix, now)
+    mix = window.mix
+    capacity_plan = plan_capacity(signals, policy, mix, now) if mix is not None else None
+    rolling = state.rollout_in_progress and spec_engine != running
+    if rolling and capacity_plan is not None and mix is not None and spec_engine is not None:
+        capacity_plan = _kept_through_the_roll(capacity_plan, signals, policy, spec_engine, mix, now)
     if capacity_plan is not None:
         cap_plan = _cap_from_capacity(cap_plan, capacity_plan, signals, state, policy)
     replica_plan = plan_replicas(signals, state, policy, cap_plan.cap, cap_plan.capacity, now, capacity_plan)
